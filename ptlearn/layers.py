@@ -1,0 +1,188 @@
+"""The pieces a Transformer is built from: feed-forward network, block, embeddings, positions.
+
+A block (Vaswani et al. 2017, Fig. 1) is attention then a position-wise feed-forward network, each
+wrapped in a residual connection and a LayerNorm. Where the norm sits is the one design choice:
+
+- post-norm (original Transformer, BERT, ALBERT): ``x = norm(x + sublayer(x))``
+- pre-norm  (GPT-2, ViT):                         ``x = x + sublayer(norm(x))``
+
+Pre-norm keeps an unnormalised residual "highway" from input to output, which makes deep stacks
+train stably without a long learning-rate warm-up (Xiong et al. 2020, https://arxiv.org/abs/2002.04745).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .attention import KVCache, MultiHeadAttention
+from .validation import check_index_range, check_same_shape, check_token_ids
+
+Tensor = torch.Tensor
+
+
+def activation_layer(name: str) -> nn.Module:
+    """ "gelu" (exact, BERT/ViT), "gelu_tanh" (GPT-2's tanh approximation) or "relu"."""
+    if name == "gelu":
+        return nn.GELU()
+    if name == "gelu_tanh":
+        return nn.GELU(approximate="tanh")
+    if name == "relu":
+        return nn.ReLU()
+    raise ValueError(f"Unknown activation {name!r}; use 'gelu', 'gelu_tanh' or 'relu'.")
+
+
+class FeedForward(nn.Module):
+    """FFN(x) = W_2 act(W_1 x + b_1) + b_2, applied to every position independently:
+    ``[B, T, C] -> [B, T, d_ff] -> [B, T, C]``."""
+
+    def __init__(self, d_model: int, d_ff: int, activation: str = "gelu", dropout: float = 0.0):
+        super().__init__()
+        self.fc_in = nn.Linear(d_model, d_ff)
+        self.act = activation_layer(activation)
+        self.fc_out = nn.Linear(d_ff, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dropout(self.fc_out(self.act(self.fc_in(x))))
+
+
+class TransformerBlock(nn.Module):
+    """Self-attention (+ optional cross-attention) + feed-forward, with residuals and LayerNorms.
+
+    ``attn`` and ``ffn`` may be passed in so that several blocks share one module (ALBERT's
+    cross-layer parameter sharing); by default each block builds its own.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        dropout: float = 0.0,
+        activation: str = "gelu",
+        norm_eps: float = 1e-5,
+        norm_first: bool = True,
+        cross_attention: bool = False,
+        attn: MultiHeadAttention | None = None,
+        ffn: FeedForward | None = None,
+    ):
+        super().__init__()
+        self.norm_first = norm_first
+        self.attn = attn or MultiHeadAttention(d_model, n_heads, dropout)
+        self.norm_attn = nn.LayerNorm(d_model, eps=norm_eps)
+        self.cross_attn = MultiHeadAttention(d_model, n_heads, dropout) if cross_attention else None
+        self.norm_cross = nn.LayerNorm(d_model, eps=norm_eps) if cross_attention else None
+        self.ffn = ffn or FeedForward(d_model, d_ff, activation, dropout)
+        self.norm_ffn = nn.LayerNorm(d_model, eps=norm_eps)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        causal: bool = False,
+        context: Tensor | None = None,
+        context_mask: Tensor | None = None,
+        need_weights: bool = False,
+        cache: KVCache | None = None,
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """x: ``[B, T, C]`` -> ``(x [B, T, C], self-attention weights, cross-attention weights)``."""
+        h, self_weights = self.attn(
+            self.pre(x, self.norm_attn),
+            mask=mask,
+            causal=causal,
+            need_weights=need_weights,
+            cache=cache,
+        )
+        x = self.post(x, h, self.norm_attn)  # residual around self-attention
+        cross_weights = None
+        if self.cross_attn is not None:
+            h, cross_weights = self.cross_attn(
+                self.pre(x, self.norm_cross), context, mask=context_mask, need_weights=need_weights
+            )
+            x = self.post(x, h, self.norm_cross)  # residual around cross-attention
+        x = self.post(x, self.ffn(self.pre(x, self.norm_ffn)), self.norm_ffn)  # and around the FFN
+        return x, self_weights, cross_weights
+
+    def pre(self, x: Tensor, norm: nn.LayerNorm) -> Tensor:
+        """What the sublayer sees: ``norm(x)`` in a pre-norm block, ``x`` itself in a post-norm one."""
+        return norm(x) if self.norm_first else x
+
+    def post(self, x: Tensor, sublayer_out: Tensor, norm: nn.LayerNorm) -> Tensor:
+        """Add the sublayer's output to the residual stream (post-norm: then normalise the sum)."""
+        x = x + self.dropout(sublayer_out)
+        return x if self.norm_first else norm(x)
+
+
+def sinusoidal_encoding(max_len: int, d_model: int) -> Tensor:
+    """PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d)).
+
+    Each pair of dimensions is a clock at its own frequency, from one turn every 2*pi positions to
+    one every 10000*2*pi, so nearby positions get similar vectors and PE[pos + k] is a rotation of
+    PE[pos] (Vaswani et al. 2017, section 3.5). Returns ``[max_len, d_model]``.
+    """
+    position = torch.arange(max_len, dtype=torch.float32)[:, None]  # [T, 1]
+    freq = torch.exp(torch.arange(0, d_model, 2).float() * (-math.log(10000.0) / d_model))
+    pe = torch.zeros(max_len, d_model)
+    pe[:, 0::2] = torch.sin(position * freq)  # [T, d/2]
+    pe[:, 1::2] = torch.cos(position * freq)[:, : d_model // 2]
+    return pe
+
+
+class Embeddings(nn.Module):
+    """Token embedding + position (learned or sinusoidal) + optional segment embedding.
+
+    BERT adds all three and normalises (``layer_norm=True``); GPT-2 adds token and learned position
+    only; ALBERT does BERT's sum at a small width ``d`` = E and projects up to d_model later.
+    ``forward`` checks its input and raises a clear error for ids outside the vocabulary, sequences
+    longer than ``max_len`` and mismatched ``token_type_ids``.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        d: int,
+        max_len: int,
+        type_vocab_size: int = 0,
+        positional: str = "learned",
+        layer_norm: bool = False,
+        norm_eps: float = 1e-5,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        if positional not in ("learned", "sinusoidal"):
+            raise ValueError(f"positional must be 'learned' or 'sinusoidal', got {positional!r}.")
+        self.vocab_size, self.max_len, self.type_vocab_size = vocab_size, max_len, type_vocab_size
+        self.token = nn.Embedding(vocab_size, d)
+        if positional == "learned":
+            self.position = nn.Embedding(max_len, d)
+        else:
+            self.position = None
+            self.register_buffer("sinusoid", sinusoidal_encoding(max_len, d), persistent=False)
+        self.segment = nn.Embedding(type_vocab_size, d) if type_vocab_size else None
+        self.norm = nn.LayerNorm(d, eps=norm_eps) if layer_norm else None
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None, offset: int = 0):
+        """input_ids ``[B, T]`` -> ``[B, T, d]``; ``offset`` = tokens already in a KV cache."""
+        check_token_ids(input_ids, self.vocab_size, self.max_len, offset)
+        check_same_shape(token_type_ids, input_ids, "token_type_ids")
+        T = input_ids.size(1)
+        x = self.token(input_ids)  # [B, T, d]
+        if self.position is not None:
+            x = x + self.position.weight[offset : offset + T]  # [T, d] broadcast over B
+        else:
+            x = x + self.sinusoid[offset : offset + T]
+        if self.segment is not None:
+            if token_type_ids is None:
+                token_type_ids = torch.zeros_like(input_ids)
+            check_index_range(token_type_ids, self.type_vocab_size, "token_type_ids")
+            x = x + self.segment(token_type_ids)
+        elif token_type_ids is not None:
+            raise ValueError("token_type_ids were given, but this model has no segment embeddings.")
+        if self.norm is not None:
+            x = self.norm(x)
+        return self.dropout(x)

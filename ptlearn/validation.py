@@ -1,0 +1,70 @@
+"""Checks that turn a beginner's bad input into an error that says what is wrong and how to fix it.
+
+PyTorch's own messages for these mistakes ("index out of range in self", a CUDA device-side assert,
+a shape mismatch deep inside a matmul) point at the symptom, not the cause. Models call these
+checks at their entrance, so the message names the argument the user passed.
+"""
+
+from __future__ import annotations
+
+import torch
+
+Tensor = torch.Tensor
+
+
+def check_token_ids(input_ids, vocab_size: int, max_len: int, offset: int = 0, name="input_ids"):
+    """input_ids must be an integer tensor ``[B, T]`` with ids in [0, vocab_size) and T <= max_len."""
+    if not isinstance(input_ids, Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor of token ids, got {type(input_ids).__name__}."
+        )
+    if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
+        raise TypeError(
+            f"{name} must hold integer token ids (torch.long), got dtype {input_ids.dtype}. "
+            f"Tokenize text first, or convert with {name}.long()."
+        )
+    if input_ids.dim() != 2:
+        raise ValueError(
+            f"{name} must have shape [batch, seq_len], got {tuple(input_ids.shape)}. "
+            f"For a single sequence use {name}.unsqueeze(0)."
+        )
+    T = input_ids.size(1)
+    if T == 0:
+        raise ValueError(f"{name} is empty (seq_len 0): give the model at least one token.")
+    if offset + T > max_len:
+        raise ValueError(
+            f"Sequence too long: {offset + T} positions but the model's max_len is {max_len}. "
+            f"Truncate the input to {max_len - offset} tokens or build a config with a larger max_len."
+        )
+    lo, hi = torch.aminmax(input_ids)
+    lo, hi = int(lo), int(hi)
+    if lo < 0 or hi >= vocab_size:
+        bad = lo if lo < 0 else hi
+        raise ValueError(
+            f"{name} contains id {bad}, outside the vocabulary [0, {vocab_size}). Use the tokenizer "
+            f"that matches this model, or a config whose vocab_size covers every id."
+        )
+
+
+def check_same_shape(tensor, reference: Tensor, name: str, ref_name: str = "input_ids") -> None:
+    """An attention mask or token-type ids must match input_ids' ``[B, T]`` shape."""
+    if tensor is None:
+        return
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}.")
+    if tensor.shape != reference.shape:
+        raise ValueError(
+            f"{name} has shape {tuple(tensor.shape)} but {ref_name} has shape "
+            f"{tuple(reference.shape)}; they must match (one entry per token)."
+        )
+
+
+def check_index_range(tensor: Tensor | None, size: int, name: str) -> None:
+    """Integer ids (e.g. token_type_ids) must lie in [0, size)."""
+    if tensor is None:
+        return
+    if tensor.is_floating_point():
+        raise TypeError(f"{name} must be an integer tensor, got dtype {tensor.dtype}.")
+    lo, hi = (int(x) for x in torch.aminmax(tensor))
+    if lo < 0 or hi >= size:
+        raise ValueError(f"{name} must lie in [0, {size}), got values in [{lo}, {hi}].")
