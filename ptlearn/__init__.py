@@ -4,15 +4,49 @@ The public API: configs, models, the Trainer, data loaders and the visualization
 Everything is written out in PyTorch in small files; start reading at ``ptlearn/attention.py``.
 """
 
+from . import data
 from .attention import KVCache, MultiHeadAttention, causal_mask, scaled_dot_product_attention
+from .checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from .config import BaseConfig
+from .device import describe_device, get_device, scale_for_device
 from .layers import Embeddings, FeedForward, TransformerBlock, sinusoidal_encoding
+from .metrics import accuracy, bleu, perplexity
 from .outputs import ModelOutput, Seq2SeqOutput
+from .tokenization import CharTokenizer, HFTokenizer, load_tokenizer
+from .training import (
+    AttentionRecorder,
+    Callback,
+    History,
+    TrainConfig,
+    Trainer,
+    TrainingDivergedError,
+    set_seed,
+)
 from .transformer import Decoder, Encoder, EncoderDecoder, EncoderDecoderConfig
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttentionRecorder",
+    "Callback",
+    "CharTokenizer",
+    "HFTokenizer",
+    "History",
+    "Trainer",
+    "TrainConfig",
+    "TrainingDivergedError",
+    "accuracy",
+    "bleu",
+    "data",
+    "describe_device",
+    "get_device",
+    "load_checkpoint",
+    "load_model_weights",
+    "load_tokenizer",
+    "perplexity",
+    "save_checkpoint",
+    "scale_for_device",
+    "set_seed",
     "BaseConfig",
     "Decoder",
     "Embeddings",

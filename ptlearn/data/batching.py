@@ -1,0 +1,116 @@
+"""Turning token ids into training batches: dicts of tensors that go straight into ``model(**batch)``.
+
+Two styles, both accepted by :class:`ptlearn.Trainer`:
+
+- a *batch function* ``fn(generator) -> dict`` that samples a fresh batch each step, nanoGPT's
+  ``get_batch``: ``functools.partial(random_lm_batch, train_ids, block_size, batch_size)``;
+- a *map-style dataset* (``data[i]`` is one example dict) plus :func:`collate`, which pads the
+  examples of a batch to a common length and builds the ``attention_mask``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+Tensor = torch.Tensor
+
+__all__ = ["DictDataset", "LMDataset", "collate", "random_lm_batch"]
+
+# padding value per key: token ids -> the tokenizer's pad id; labels -> -100 (ignored by the loss)
+_PAD_VALUES = {"labels": -100, "token_type_ids": 0, "attention_mask": 0}
+
+
+def random_lm_batch(
+    data: Tensor, block_size: int, batch_size: int, generator: torch.Generator | None = None
+) -> dict[str, Tensor]:
+    """``batch_size`` random windows of ``block_size`` tokens from a 1-D id tensor, nanoGPT style.
+
+    Returns ``{"input_ids": [B, T], "labels": [B, T]}`` with ``labels`` equal to ``input_ids``:
+    the GPT model shifts internally, predicting token t+1 from tokens <= t.
+    """
+    if data.dim() != 1:
+        raise ValueError(f"data must be a 1-D tensor of token ids, got shape {tuple(data.shape)}.")
+    if len(data) <= block_size:
+        raise ValueError(f"data has {len(data)} tokens, not more than block_size={block_size}.")
+    starts = torch.randint(len(data) - block_size + 1, (batch_size,), generator=generator)  # [B]
+    x = torch.stack([data[i : i + block_size] for i in starts.tolist()])  # [B, T]
+    return {"input_ids": x, "labels": x}
+
+
+class LMDataset(torch.utils.data.Dataset):
+    """A 1-D id tensor cut into consecutive windows of ``block_size`` tokens (``stride`` apart).
+
+    For evaluation: unlike :func:`random_lm_batch`, it visits the text once, in order.
+    Each item is ``{"input_ids": [T], "labels": [T]}``; torch's default collate stacks them.
+    """
+
+    def __init__(self, data: Tensor, block_size: int, stride: int | None = None):
+        if data.dim() != 1 or len(data) < block_size:
+            raise ValueError(
+                f"data must be a 1-D tensor with at least block_size={block_size} ids, "
+                f"got shape {tuple(data.shape)}."
+            )
+        self.data, self.block_size, self.stride = data, block_size, stride or block_size
+
+    def __len__(self) -> int:
+        return (len(self.data) - self.block_size) // self.stride + 1
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        if not 0 <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} windows")
+        x = self.data[i * self.stride : i * self.stride + self.block_size]  # [T]
+        return {"input_ids": x, "labels": x}
+
+
+class DictDataset(torch.utils.data.Dataset):
+    """Columns of equal length, like ``TensorDataset`` but with names: ``data[i]`` is a dict.
+
+    Columns may be tensors or lists (e.g. token-id lists of different lengths, padded later by
+    :func:`collate`)::
+
+        data = DictDataset(input_ids=[tok.encode(t) for t in texts], labels=labels)
+    """
+
+    def __init__(self, **columns: Sequence):
+        lengths = {name: len(col) for name, col in columns.items()}
+        if not columns or len(set(lengths.values())) != 1:
+            raise ValueError(f"DictDataset needs columns of one common length, got {lengths}.")
+        self.columns = columns
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values())))
+
+    def __getitem__(self, i: int) -> dict:
+        return {name: col[i] for name, col in self.columns.items()}
+
+
+def collate(examples: list[dict], pad_id: int = 0) -> dict[str, Tensor]:
+    """Stack example dicts into a batch, padding 1-D sequences on the right to the longest one.
+
+    Each field becomes one tensor: scalars (a class label) -> ``[B]``; equal-shape tensors (an
+    image) -> stacked; sequences of different lengths -> ``[B, T]``, padded with ``pad_id`` (token
+    ids), ``-100`` (``labels``, so the loss ignores padding) or ``0`` (``token_type_ids``). When
+    the examples have ``input_ids`` and no ``attention_mask``, one is built: ``[B, T]`` with 1 for
+    real tokens and 0 for padding. As a ``collate_fn``: ``functools.partial(collate,
+    pad_id=tokenizer.pad_id)``.
+    """
+    batch = {}
+    for key in examples[0]:
+        seqs = [torch.as_tensor(ex[key]) for ex in examples]
+        if len({s.shape for s in seqs}) == 1:
+            batch[key] = torch.stack(seqs)  # [B, ...]
+        elif all(s.dim() == 1 for s in seqs):
+            pad = _PAD_VALUES.get(key, pad_id)
+            batch[key] = pad_sequence(seqs, batch_first=True, padding_value=pad)  # [B, T]
+        else:
+            raise ValueError(
+                f"collate: field {key!r} mixes shapes {[tuple(s.shape) for s in seqs]}."
+            )
+        if key == "input_ids" and "attention_mask" not in examples[0]:
+            lengths = torch.tensor([len(s) for s in seqs])  # [B]
+            T = batch[key].size(1)
+            batch["attention_mask"] = (torch.arange(T) < lengths[:, None]).long()  # [B, T]
+    return batch
