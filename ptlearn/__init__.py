@@ -11,6 +11,22 @@ from .config import BaseConfig
 from .device import describe_device, get_device, scale_for_device
 from .layers import Embeddings, FeedForward, TransformerBlock, sinusoidal_encoding
 from .metrics import accuracy, bleu, perplexity
+from .models import (
+    GPT,
+    AlbertConfig,
+    AlbertForPreTraining,
+    AlbertForSequenceClassification,
+    AlbertModel,
+    BertConfig,
+    BertForPreTraining,
+    BertForSequenceClassification,
+    BertModel,
+    GPTConfig,
+    ViTConfig,
+    ViTForImageClassification,
+    ViTMAE,
+    ViTModel,
+)
 from .outputs import ModelOutput, Seq2SeqOutput
 from .tokenization import CharTokenizer, HFTokenizer, load_tokenizer
 from .training import (
@@ -26,7 +42,33 @@ from .transformer import Decoder, Encoder, EncoderDecoder, EncoderDecoderConfig
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    """``ptlearn.viz`` is imported on first use: it pulls in matplotlib and ipywidgets, which the
+    CLI and plain training scripts do not need."""
+    if name == "viz":
+        import importlib
+
+        return importlib.import_module(".viz", __name__)
+    raise AttributeError(f"module 'ptlearn' has no attribute {name!r}")
+
+
 __all__ = [
+    "AlbertConfig",
+    "AlbertForPreTraining",
+    "AlbertForSequenceClassification",
+    "AlbertModel",
+    "BertConfig",
+    "BertForPreTraining",
+    "BertForSequenceClassification",
+    "BertModel",
+    "GPT",
+    "GPTConfig",
+    "ViTConfig",
+    "ViTForImageClassification",
+    "ViTMAE",
+    "ViTModel",
+    "viz",
     "AttentionRecorder",
     "Callback",
     "CharTokenizer",

@@ -142,6 +142,7 @@ class MultiHeadAttention(nn.Module):
 def fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool, p: float):
     """The fast path: PyTorch's fused kernel, same math as :func:`scaled_dot_product_attention`."""
     t_q, t_k = q.size(2), k.size(2)
+    causal = causal and t_q > 1  # one query (a cached decoding step) is the newest: it sees all
     if causal and (mask is not None or t_q != t_k):
         future = causal_mask(t_q, t_k, q.device)
         mask, causal = (future if mask is None else mask & future), False

@@ -1,0 +1,264 @@
+"""Pretraining objectives: how unlabelled text becomes a training signal.
+
+- **Masked language modelling** (BERT; Devlin et al. 2018, https://arxiv.org/abs/1810.04805,
+  section 3.1 and appendix A.1). Choose 15% of the tokens at random; the model must predict the
+  original token at each chosen position from both sides of the context. Of the chosen tokens,
+  80% are replaced by ``[MASK]``, 10% by a random token and 10% are left unchanged: ``[MASK]``
+  never occurs at fine-tuning time, so the model must not learn that only ``[MASK]`` positions
+  matter — any token might be wrong, so it keeps a good representation of every token.
+- **Next sentence prediction** (BERT, section 3.1 "Task #2"): ``[CLS] A [SEP] B [SEP]`` where B
+  is A's real next sentence half of the time (label 0, "IsNext") and a sentence from another
+  document otherwise (label 1, "NotNext"). These are HF's ``next_sentence_label`` values.
+- **Sentence order prediction** (ALBERT; Lan et al. 2019, https://arxiv.org/abs/1909.11942,
+  section 3.1): A and B are always two consecutive segments of one document; label 0 = in their
+  original order, 1 = swapped (HF's ``sentence_order_label``). A random B from another document
+  (NSP) can be spotted from its topic alone; a swapped pair shares the topic, so only discourse
+  coherence gives the order away.
+- **Causal language modelling** (GPT; Radford et al. 2018/2019): the output at position t is
+  scored against the token at t + 1.
+- **Masked patch modelling** (MAE; He et al. 2021, https://arxiv.org/abs/2111.06377): see the
+  "patch masking (MAE)" section at the end of this file.
+
+A sentence pair is laid out as BERT's Fig. 2: ``[CLS] A [SEP] B [SEP]``, with token-type
+(segment) ids 0 for ``[CLS] A [SEP]`` and 1 for ``B [SEP]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .validation import check_index_range
+
+Tensor = torch.Tensor
+
+IGNORE_INDEX = -100  # label of positions that do not count in the loss (PyTorch/HF convention)
+
+
+# --------------------------------------------------------------------------------------------
+# Masked language modelling (BERT)
+# --------------------------------------------------------------------------------------------
+
+
+def mask_tokens(
+    input_ids: Tensor,
+    mask_id: int,
+    vocab_size: int,
+    special_ids: Iterable[int],
+    mask_prob: float = 0.15,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """BERT's masking. Returns ``(masked_input_ids, labels)``, both ``[B, T]``.
+
+    Every token that is not special (``special_ids`` must include the padding id; ``mask_id`` is
+    always treated as special) is chosen with probability ``mask_prob``. A chosen token becomes
+    ``[MASK]`` (80%), a random non-special token (10%) or stays as it is (10%). ``labels`` hold
+    the original id at the chosen positions and -100 everywhere else, so the loss counts only
+    them. ``generator`` (a CPU ``torch.Generator``) makes the draw reproducible.
+    """
+    check_index_range(input_ids, vocab_size, "input_ids")
+    if not 0.0 < mask_prob <= 1.0:
+        raise ValueError(f"mask_prob must be in (0, 1], got {mask_prob}.")
+    special = torch.tensor(sorted(set(special_ids) | {mask_id}), device=input_ids.device)
+    shape, device = input_ids.shape, input_ids.device
+    # choose: each ordinary token independently with probability mask_prob
+    draw = torch.rand(shape, generator=generator).to(device)
+    chosen = (draw < mask_prob) & ~torch.isin(input_ids, special)  # [B, T]
+    labels = torch.where(chosen, input_ids, IGNORE_INDEX)
+    # decide what a chosen token becomes: [MASK] / random token / itself = 80 / 10 / 10
+    action = torch.rand(shape, generator=generator).to(device)
+    vocab = torch.arange(vocab_size, device=device)
+    ordinary = vocab[~torch.isin(vocab, special)]  # the ids a random replacement may take
+    if ordinary.numel() == 0:
+        raise ValueError("Every id in the vocabulary is special: there is nothing to mask.")
+    random_ids = ordinary[torch.randint(len(ordinary), shape, generator=generator).to(device)]
+    masked = torch.where(chosen & (action < 0.8), mask_id, input_ids)
+    masked = torch.where(chosen & (action >= 0.8) & (action < 0.9), random_ids, masked)
+    return masked, labels
+
+
+# --------------------------------------------------------------------------------------------
+# Sentence pairs: NSP (BERT) and SOP (ALBERT)
+# --------------------------------------------------------------------------------------------
+
+Document = Sequence[Sequence[int]]  # a document = its sentences (segments), each a list of ids
+
+
+def pair_example(a: Sequence[int], b: Sequence[int], cls_id: int, sep_id: int, max_len: int):
+    """``[CLS] A [SEP] B [SEP]`` and its segment ids, cutting the longer of A and B (from its
+    end) until the pair fits in ``max_len`` tokens. Returns ``(ids, token_type_ids)`` lists."""
+    if max_len < 5:
+        raise ValueError(f"max_len={max_len} cannot hold [CLS] A [SEP] B [SEP] (at least 5).")
+    a, b = list(a), list(b)
+    while len(a) + len(b) > max_len - 3:
+        (a if len(a) >= len(b) else b).pop()
+    ids = [cls_id, *a, sep_id, *b, sep_id]
+    return ids, [0] * (len(a) + 2) + [1] * (len(b) + 1)
+
+
+def pad_pairs(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, Tensor]:
+    """Right-pad ``(ids, token_type_ids)`` examples to the longest: input_ids, token_type_ids and
+    attention_mask (1 = token, 0 = padding), each ``[N, T]``."""
+    T = max(len(ids) for ids, _ in examples)
+    input_ids = torch.full((len(examples), T), pad_id, dtype=torch.long)
+    token_type_ids = torch.zeros_like(input_ids)
+    attention_mask = torch.zeros_like(input_ids)
+    for row, (ids, types) in enumerate(examples):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        token_type_ids[row, : len(ids)] = torch.tensor(types)
+        attention_mask[row, : len(ids)] = 1
+    return {
+        "input_ids": input_ids,
+        "token_type_ids": token_type_ids,
+        "attention_mask": attention_mask,
+    }
+
+
+def _coin(generator: torch.Generator | None) -> bool:
+    return bool(torch.rand((), generator=generator) < 0.5)
+
+
+def _pick(n: int, generator: torch.Generator | None) -> int:
+    return int(torch.randint(n, (), generator=generator))
+
+
+def nsp_pairs(
+    documents: Sequence[Document],
+    cls_id: int,
+    sep_id: int,
+    pad_id: int,
+    max_len: int = 128,
+    generator: torch.Generator | None = None,
+) -> dict[str, Tensor]:
+    """One NSP example per pair of consecutive sentences: B is the true next sentence (label 0)
+    or, with probability 1/2, a random sentence of another document (label 1). Returns
+    ``input_ids``, ``token_type_ids``, ``attention_mask`` ``[N, T]`` and ``next_sentence_label [N]``."""
+    others = [d for d, doc in enumerate(documents) if len(doc) > 0]
+    if len(others) < 2:
+        raise ValueError(
+            "NSP needs at least two non-empty documents to draw random sentences from."
+        )
+    examples, labels = [], []
+    for d, doc in enumerate(documents):
+        for i in range(len(doc) - 1):
+            a, b, label = doc[i], doc[i + 1], 0
+            if _coin(generator):  # NotNext: a sentence from a different document
+                # uniform over the other documents: draw among all but the last one, and let
+                # our own document's slot stand for the last one
+                j = others[_pick(len(others) - 1, generator)]
+                j = others[-1] if j == d else j
+                b, label = documents[j][_pick(len(documents[j]), generator)], 1
+            examples.append(pair_example(a, b, cls_id, sep_id, max_len))
+            labels.append(label)
+    return _pair_batch(examples, labels, pad_id, "next_sentence_label")
+
+
+def sop_pairs(
+    documents: Sequence[Document],
+    cls_id: int,
+    sep_id: int,
+    pad_id: int,
+    max_len: int = 128,
+    generator: torch.Generator | None = None,
+) -> dict[str, Tensor]:
+    """One SOP example per pair of consecutive segments: in order (label 0) or, with probability
+    1/2, the same two swapped (label 1). Returns ``input_ids``, ``token_type_ids``,
+    ``attention_mask`` ``[N, T]`` and ``sentence_order_label [N]``."""
+    examples, labels = [], []
+    for doc in documents:
+        for i in range(len(doc) - 1):
+            a, b, label = doc[i], doc[i + 1], 0
+            if _coin(generator):
+                a, b, label = b, a, 1  # swapped: same content, wrong order
+            examples.append(pair_example(a, b, cls_id, sep_id, max_len))
+            labels.append(label)
+    return _pair_batch(examples, labels, pad_id, "sentence_order_label")
+
+
+def _pair_batch(examples: list, labels: list[int], pad_id: int, label_name: str) -> dict:
+    if not examples:
+        raise ValueError("No sentence pairs: every document needs at least two sentences.")
+    batch = pad_pairs(examples, pad_id)
+    batch[label_name] = torch.tensor(labels)
+    return batch
+
+
+# --------------------------------------------------------------------------------------------
+# Causal language modelling (GPT)
+# --------------------------------------------------------------------------------------------
+
+
+def causal_lm_shift(logits: Tensor, labels: Tensor) -> Tensor:
+    """Next-token cross-entropy: the logits at position t are scored against ``labels[:, t + 1]``.
+
+    logits ``[B, T, V]``; labels ``[B, T]``, usually the input ids themselves (-100 = ignore, e.g.
+    padding). The last position has no next token and the first label no predictor, so both drop
+    out: the loss averages over the ``T - 1`` shifted pairs.
+    """
+    shifted_logits = logits[:, :-1]  # [B, T-1, V]  predictions made at 0 .. T-2
+    shifted_labels = labels[:, 1:]  # [B, T-1]     the tokens they predict: 1 .. T-1
+    return F.cross_entropy(
+        shifted_logits.flatten(0, 1), shifted_labels.flatten(), ignore_index=IGNORE_INDEX
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Patch masking (MAE; helper-5)
+# --------------------------------------------------------------------------------------------
+
+
+def random_patch_mask(
+    batch: int, n_patches: int, mask_ratio: float, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """Choose the patches an MAE encoder sees (He et al. 2021, section 3, "Masking").
+
+    Every image gets its own uniformly random permutation of its N patches (the argsort of N
+    uniform draws); the first ``n_keep = int(N * (1 - mask_ratio))`` stay visible, the rest are
+    hidden. Sampling without replacement spreads the visible patches over the whole image, and at
+    MAE's high ratio (75%) a hidden patch cannot be filled in by copying its neighbours.
+
+    Returns ``keep_idx [B, n_keep]`` (the visible patches, in ascending raster order) and
+    ``mask [B, N]`` (bool, True = hidden), both on the generator's device (CPU by default).
+    """
+    if not 0.0 <= mask_ratio < 1.0:
+        raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}.")
+    n_keep = int(n_patches * (1 - mask_ratio))
+    device = None if generator is None else generator.device
+    noise = torch.rand(batch, n_patches, generator=generator, device=device)  # [B, N]
+    order = noise.argsort(dim=1)  # [B, N]  a random permutation per image
+    keep_idx = order[:, :n_keep].sort(dim=1).values  # [B, n_keep]
+    mask = torch.ones(batch, n_patches, dtype=torch.bool, device=noise.device)
+    mask.scatter_(1, keep_idx, False)  # [B, N]  True = hidden
+    return keep_idx, mask
+
+
+def restore_ids(mask: Tensor) -> Tensor:
+    """``[B, N]`` bool mask -> for each patch, its index in the decoder's input order.
+
+    The encoder saw the visible patches in raster order; the decoder appends the [MASK] tokens
+    after them. A stable sort of the mask lists exactly that order (visible first, each group in
+    raster order); sorting that list again inverts the permutation.
+    """
+    order = torch.argsort(mask.to(torch.int8), dim=1, stable=True)  # [B, N]  visible, then hidden
+    return torch.argsort(order, dim=1)
+
+
+def patchify(images: Tensor, patch_size: int) -> Tensor:
+    """``[B, C_in, H, W]`` -> ``[B, N, P * P * C_in]``: one row per patch in raster order, its
+    pixels row by row with the channels last (MAE's layout)."""
+    B, C, H, W = images.shape
+    P = patch_size
+    x = images.reshape(B, C, H // P, P, W // P, P)  # [B, C_in, h, P, w, P]
+    x = x.permute(0, 2, 4, 3, 5, 1)  # [B, h, w, P, P, C_in]
+    return x.reshape(B, (H // P) * (W // P), P * P * C)
+
+
+def unpatchify(patches: Tensor, patch_size: int, n_channels: int) -> Tensor:
+    """The inverse of :func:`patchify`: ``[B, N, P * P * C_in]`` -> ``[B, C_in, H, W]``."""
+    B, N, _ = patches.shape
+    P, h = patch_size, int(N**0.5)
+    x = patches.reshape(B, h, h, P, P, n_channels)  # [B, h, w, P, P, C_in]
+    x = x.permute(0, 5, 1, 3, 2, 4)  # [B, C_in, h, P, w, P]
+    return x.reshape(B, n_channels, h * P, h * P)
