@@ -1,0 +1,1081 @@
+"""Checkers for the course's coding exercises: your function against ptlearn's reference.
+
+Each ``check_*`` function calls the function you wrote on random inputs of several shapes, compares
+the result with ptlearn's own implementation, and prints a verdict: that it passed, or what is wrong
+in plain words ("the scores are not divided by sqrt(d_k)", "future leak: position 2 may attend to
+position 3"). It returns a :class:`CheckResult` (``result.passed``, ``result.message``) and never
+raises, so a notebook runs top to bottom while an exercise is still ``raise NotImplementedError``.
+
+Adding a checker for a chapter: put the messages for the mistakes it recognises in a dict, write a
+function that raises :class:`Mistake` with one of them (or a specific message) and returns a
+success message, and decorate it with ``@exercise(name)``. Call the learner's code through
+:func:`call`; compare tensors with :func:`close`; :func:`diagnose` finds which known mistake
+reproduces the learner's result. One section per chapter below.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .attention import causal_mask, scaled_dot_product_attention
+from .layers import sinusoidal_encoding
+
+Tensor = torch.Tensor
+
+# ---------------------------------------------------------------------------------------------
+# The shared framework
+# ---------------------------------------------------------------------------------------------
+
+
+class Mistake(Exception):
+    """Raised inside a checker; its message tells the learner what is wrong and how to fix it."""
+
+
+@dataclass
+class CheckResult:
+    """The verdict of a checker. ``bool(result)`` is ``result.passed``."""
+
+    name: str
+    passed: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __str__(self) -> str:
+        return f"{'✅ PASSED' if self.passed else '❌ NOT YET'} [{self.name}] {self.message}"
+
+
+def exercise(name: str):
+    """Turn ``check(*learner_fns) -> success message`` (raising :class:`Mistake` for a mistake)
+    into a checker that prints its verdict and returns a :class:`CheckResult`."""
+
+    def decorate(check):
+        @functools.wraps(check)
+        def run(*args, **kwargs) -> CheckResult:
+            try:
+                result = CheckResult(name, True, check(*args, **kwargs))
+            except Mistake as mistake:
+                result = CheckResult(name, False, str(mistake))
+            print(result)
+            return result
+
+        return run
+
+    return decorate
+
+
+def call(fn, *args, inputs: str, **kwargs):
+    """Call the learner's ``fn`` on copies of the tensor arguments (an in-place edit must not change
+    the reference's inputs); turn "not implemented yet" and crashes into a :class:`Mistake` that
+    says what the function was called with (``inputs`` describes it)."""
+    args = [a.clone() if isinstance(a, Tensor) else a for a in args]
+    kwargs = {k: v.clone() if isinstance(v, Tensor) else v for k, v in kwargs.items()}
+    try:
+        return fn(*args, **kwargs)
+    except NotImplementedError:
+        raise Mistake(
+            f"{getattr(fn, '__name__', 'your function')} is not implemented yet: replace "
+            "`raise NotImplementedError` with your code and run this cell again."
+        ) from None
+    except Exception as error:  # any crash in learner code becomes a readable verdict
+        raise Mistake(
+            f"your function raised {type(error).__name__}: {error} (called with {inputs})."
+        ) from None
+
+
+def expect_tensor(x, what: str, finite: bool = True) -> Tensor:
+    """``x`` must be a tensor (with finite values: NaN usually comes from a fully masked row)."""
+    if not isinstance(x, Tensor):
+        raise Mistake(f"{what} should be a torch.Tensor, but it is a {type(x).__name__}.")
+    if finite and x.is_floating_point() and not torch.isfinite(x).all():
+        raise Mistake(f"{what} contains NaN or inf values.")
+    return x
+
+
+def expect_shape(x: Tensor, shape, what: str, hint: str = "") -> None:
+    """``x.shape`` must be ``shape``; the message names both."""
+    if tuple(x.shape) != tuple(shape):
+        expected = f"{what} has shape {list(x.shape)}, expected {list(shape)}."
+        raise Mistake(f"{expected} {hint}".strip())
+
+
+def close(a: Tensor, b: Tensor, atol: float = 1e-4, rtol: float = 1e-4) -> bool:
+    """Same shape and equal up to float rounding."""
+    return a.shape == b.shape and torch.allclose(a.float(), b.float(), atol=atol, rtol=rtol)
+
+
+def diagnose(got: Tensor, variants: dict[str, Tensor]) -> str | None:
+    """The message of the first known mistake whose result equals ``got`` (None if none does).
+    ``variants`` maps a message to what a function making that mistake returns."""
+    return next((message for message, wrong in variants.items() if close(got, wrong)), None)
+
+
+def describe(**tensors: Tensor) -> str:
+    """``"q [2, 3, 5, 16], k [2, 3, 5, 16]"``: what the learner's function was called with."""
+    return ", ".join(f"{name} {list(t.shape)}" for name, t in tensors.items())
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 01: attention
+# ---------------------------------------------------------------------------------------------
+
+ATTENTION_MISTAKES = {
+    "unscaled": "the scores are not divided by sqrt(d_k). Without the scaling, dot products grow "
+    "with the head size and the softmax saturates into a near one-hot (see the temperature demo).",
+    "scaled_by_d_k": "you divided the scores by d_k; divide by sqrt(d_k) = math.sqrt(q.size(-1)).",
+    "scaled_by_d_v": "you divided by the square root of v's size; the scale comes from the "
+    "query/key size d_k = q.size(-1).",
+    "softmax_axis": "the softmax runs over the wrong axis: each column of the weights sums to 1 "
+    "instead of each row. Each query's weights over the keys must sum to 1: softmax(scores, dim=-1).",
+    "no_softmax": "there is no softmax: the weights must be positive and sum to 1 over the keys.",
+    "weights_as_output": "the output has the shape of the attention weights [B, H, Tq, Tk]: "
+    "remember the last step, multiplying the weights by v.",
+    "wrong_weights": "the output is right but the weights you return are not: return the softmax "
+    "probabilities (each row sums to 1), not the raw scores.",
+    "mask_ignored": "the mask is ignored: masked keys still get attention. Set their scores to "
+    "-inf before the softmax: scores.masked_fill(~mask, float('-inf')).",
+    "mask_inverted": "the mask is inverted: in ptlearn True means 'may attend', so hide the keys "
+    "where the mask is False (masked_fill(~mask, ...)).",
+    "mask_fill_zero": "masked scores were set to 0, not -inf, so masked keys still get weight "
+    "after the softmax (exp(0) = 1). Fill them with float('-inf').",
+    "mask_after_softmax": "you zeroed the masked weights after the softmax, so rows no longer sum "
+    "to 1. Mask the scores (-inf) before the softmax instead.",
+}
+
+# (B, H, Tq, Tk, d_k, d_v): self-attention, cross-attention (Tq != Tk, d_v != d_k), one head
+ATTENTION_CASES = [(2, 3, 5, 5, 16, 16), (1, 2, 4, 6, 16, 8), (3, 1, 7, 3, 32, 32)]
+
+
+def attend(q, k, v, mask=None, scale=None, dim=-1, fill=float("-inf"), zero_after=False):
+    """Attention with knobs that reproduce the usual mistakes (scale, softmax axis, mask fill)."""
+    scale = math.sqrt(q.size(-1)) if scale is None else scale
+    scores = q @ k.transpose(-2, -1) / scale  # [B, H, Tq, Tk]
+    if mask is not None and not zero_after:
+        scores = scores.masked_fill(~mask, fill)
+    weights = torch.softmax(scores, dim=dim)
+    if mask is not None and zero_after:
+        weights = weights * mask
+    return weights @ v  # [B, H, Tq, d_v]
+
+
+def attention_result(result) -> tuple[Tensor, Tensor | None]:
+    """The learner may return ``out`` or ``(out, weights)``."""
+    if isinstance(result, (tuple, list)):
+        if len(result) != 2:
+            raise Mistake(
+                f"your function returned {len(result)} values; return out or (out, weights)."
+            )
+        return expect_tensor(result[0], "the output"), expect_tensor(result[1], "the weights")
+    return expect_tensor(result, "the output"), None
+
+
+def compare_attention(result, q, k, v, mask, variants: dict[str, Tensor]) -> None:
+    """Compare the learner's result with ptlearn's; name the mistake that reproduces it."""
+    out, weights = attention_result(result)
+    ref_out, ref_weights = scaled_dot_product_attention(q, k, v, mask)
+    if out.shape == ref_weights.shape and out.shape != ref_out.shape:
+        raise Mistake(ATTENTION_MISTAKES["weights_as_output"])
+    expect_shape(
+        out, ref_out.shape, "the output", "It should be [B, H, Tq, d_v]: one vector per query."
+    )
+    if not close(out, ref_out):
+        raise Mistake(
+            diagnose(out, variants) or "the output differs from softmax(q k^T / sqrt(d_k)) v."
+        )
+    if weights is not None:
+        expect_shape(weights, ref_weights.shape, "the weights", "They should be [B, H, Tq, Tk].")
+        if not close(weights, ref_weights):
+            raise Mistake(ATTENTION_MISTAKES["wrong_weights"])
+
+
+@exercise("scaled dot-product attention")
+def check_attention(fn) -> str:
+    """Check ``fn(q, k, v, mask=None) -> out`` or ``(out, weights)`` against
+    :func:`ptlearn.attention.scaled_dot_product_attention`.
+
+    q ``[B, H, Tq, d_k]``, k ``[B, H, Tk, d_k]``, v ``[B, H, Tk, d_v]``; ``mask`` is bool and
+    broadcastable to ``[B, H, Tq, Tk]``, True = "this query may attend to this key". Recognises the
+    mistakes in ``ATTENTION_MISTAKES``: wrong output shape, missing or wrong 1/sqrt(d_k) scaling,
+    softmax over the wrong axis, no softmax, mask ignored, inverted, filled with 0 or applied after
+    the softmax.
+    """
+    m, g = ATTENTION_MISTAKES, torch.Generator().manual_seed(0)
+    for B, H, Tq, Tk, d_k, d_v in ATTENTION_CASES:
+        q, k = torch.randn(B, H, Tq, d_k, generator=g), torch.randn(B, H, Tk, d_k, generator=g)
+        v = torch.randn(B, H, Tk, d_v, generator=g)
+        result = call(fn, q, k, v, inputs=describe(q=q, k=k, v=v))
+        variants = {
+            m["unscaled"]: attend(q, k, v, scale=1.0),
+            m["scaled_by_d_k"]: attend(q, k, v, scale=d_k),
+            m["scaled_by_d_v"]: attend(q, k, v, scale=math.sqrt(d_v)),
+            m["softmax_axis"]: attend(q, k, v, dim=-2),
+            m["no_softmax"]: q @ k.transpose(-2, -1) / math.sqrt(d_k) @ v,
+        }
+        compare_attention(result, q, k, v, None, variants)
+
+        mask = torch.rand(B, 1, Tq, Tk, generator=g) < 0.5  # [B, 1, Tq, Tk], same for every head
+        mask[..., 0], mask[..., -1] = True, False  # every query keeps one key and loses one
+        result = call(fn, q, k, v, mask=mask, inputs=describe(q=q, k=k, v=v, mask=mask))
+        variants = {
+            m["mask_ignored"]: attend(q, k, v),
+            m["mask_inverted"]: attend(q, k, v, ~mask),
+            m["mask_fill_zero"]: attend(q, k, v, mask, fill=0.0),
+            m["mask_after_softmax"]: attend(q, k, v, mask, zero_after=True),
+        }
+        compare_attention(result, q, k, v, mask, variants)
+    return (
+        f"your attention matches ptlearn's on {len(ATTENTION_CASES)} shapes (self- and "
+        "cross-attention), with and without a mask."
+    )
+
+
+CAUSAL_MISTAKES = {
+    "inverted": "the mask is inverted: it marks the blocked (future) keys. In ptlearn True means "
+    "'may attend' (PyTorch's nn.MultiheadAttention uses the opposite convention, a common source "
+    "of this mix-up): use torch.ones(T, T, dtype=torch.bool).tril().",
+    "transposed": "the mask is transposed (triu instead of tril): each position sees its future "
+    "and not its past.",
+    "future_leak": "future leak: position {i} may attend to position {j}, which comes after it. "
+    "Everything above the diagonal must be blocked.",
+    "diagonal": "the diagonal is masked: each position must attend to itself (tril with "
+    "diagonal=0), or the first position has nothing to look at.",
+    "past_hidden": "position {i} cannot see the earlier position {j}: a causal mask hides only "
+    "the future.",
+    "int_dtype": "the mask has dtype {dtype}; use bool (True = may attend), e.g. "
+    "torch.ones(T, T, dtype=torch.bool).tril(), or convert with .bool().",
+    "float_ones": "the mask is a float tensor of 1s and 0s. Attention masks are bool (True = may "
+    "attend: add .bool()) or additive floats (0 = attend, -inf = blocked).",
+    "float_values": "a float mask is added to the scores, so it must hold 0 where attention is "
+    "allowed and -inf where it is blocked; yours also holds {value}.",
+}
+
+
+def allowed_positions(mask, T: int) -> Tensor:
+    """The learner's causal mask as bool ``[T, T]`` (True = may attend), from the bool form or
+    the additive float form (0 = attend, -inf or a large negative number = blocked)."""
+    m = CAUSAL_MISTAKES
+    expect_shape(expect_tensor(mask, "the mask", finite=False), (T, T), f"the mask for T={T}")
+    if mask.dtype == torch.bool:
+        return mask
+    if not mask.is_floating_point():
+        raise Mistake(m["int_dtype"].format(dtype=mask.dtype))
+    if ((mask == 0) | (mask == 1)).all() and (mask == 1).any():
+        raise Mistake(m["float_ones"])
+    blocked = mask <= -1e4  # -inf, or a large negative number such as -1e9
+    odd = mask[(mask != 0) & ~blocked]
+    if len(odd):
+        raise Mistake(m["float_values"].format(value=odd[0].item()))
+    return mask == 0
+
+
+@exercise("causal mask")
+def check_causal_mask(fn) -> str:
+    """Check ``fn(T) -> mask [T, T]`` against :func:`ptlearn.attention.causal_mask`.
+
+    Two forms pass: bool with True = "query i may attend to key j" (ptlearn's form), or an additive
+    float mask with 0 where attention is allowed and -inf (or a large negative number such as -1e9)
+    where it is blocked. Recognises the mistakes in ``CAUSAL_MISTAKES``: future leak, inverted or
+    transposed mask, masked diagonal, hidden past, wrong shape or dtype.
+    """
+    m = CAUSAL_MISTAKES
+    for T in (5, 8, 2, 1):  # informative sizes first, so the verdict names the real mistake
+        allowed = allowed_positions(call(fn, T, inputs=f"T={T}"), T)
+        ref = causal_mask(T)  # [T, T], True on and below the diagonal
+        if torch.equal(allowed, ref):
+            continue
+        if T > 1 and torch.equal(allowed, ~ref):
+            raise Mistake(m["inverted"])
+        if T > 1 and torch.equal(allowed, ref.T):
+            raise Mistake(m["transposed"])
+        if (allowed & ~ref).any():
+            i, j = (allowed & ~ref).nonzero()[0].tolist()
+            raise Mistake(m["future_leak"].format(i=i, j=j))
+        if not allowed.diagonal().all():
+            raise Mistake(m["diagonal"])
+        i, j = (ref & ~allowed).nonzero()[0].tolist()
+        raise Mistake(m["past_hidden"].format(i=i, j=j))
+    return "no future leak; every position sees itself and its past (T = 1, 2, 5 and 8)."
+
+
+SPLIT_MISTAKES = {
+    "no_transpose": "the result is [B, T, H, d_head]: you split C into heads but did not move the "
+    "head axis forward. Add .transpose(1, 2) to get [B, H, T, d_head].",
+    "direct_reshape": "the shape is right but the values are scrambled: reshaping straight to "
+    "[B, H, T, d_head] cuts the memory in the wrong place, so a head gets a mix of positions. "
+    "View as [B, T, H, d_head] first, then transpose(1, 2).",
+    "strided_heads": "each head takes every H-th channel; head h should own the contiguous slice "
+    "h * d_head : (h + 1) * d_head. View as [B, T, H, d_head], not [B, T, d_head, H].",
+}
+
+
+@exercise("split heads")
+def check_split_heads(fn) -> str:
+    """Check ``fn(x, n_heads) -> [B, H, T, d_head]`` for ``x [B, T, C]``: the reshape inside
+    :meth:`ptlearn.MultiHeadAttention.split_heads`, where head h gets channels
+    ``h * d_head : (h + 1) * d_head`` of every position. Recognises the mistakes in
+    ``SPLIT_MISTAKES``: no transpose, a direct reshape that scrambles positions, strided heads.
+    """
+    m, g = SPLIT_MISTAKES, torch.Generator().manual_seed(1)
+    for B, T, C, H in [(2, 5, 12, 3), (1, 7, 16, 4), (3, 4, 8, 1)]:
+        x = torch.randn(B, T, C, generator=g)
+        got = expect_tensor(call(fn, x, H, inputs=f"x {[B, T, C]}, n_heads={H}"), "the result")
+        ref = x.view(B, T, H, C // H).transpose(1, 2)  # [B, H, T, d_head]
+        if tuple(got.shape) == (B, T, H, C // H) and H != T:
+            raise Mistake(m["no_transpose"])
+        expect_shape(
+            got, ref.shape, "the result", "It should be [B, H, T, d_head], d_head = C // H."
+        )
+        variants = {
+            m["direct_reshape"]: x.reshape(B, H, T, C // H),
+            m["strided_heads"]: x.view(B, T, C // H, H).permute(0, 3, 1, 2),
+        }
+        if not close(got, ref):
+            raise Mistake(
+                diagnose(got, variants)
+                or "the values differ from x.view(B, T, H, C // H).transpose(1, 2)."
+            )
+    return "every head gets its own contiguous slice of channels at every position."
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 02: the Transformer
+# ---------------------------------------------------------------------------------------------
+
+SINUSOIDAL_MISTAKES = {
+    "swapped": "sin and cos are swapped: even dimensions 2i get sin, odd dimensions 2i+1 get cos.",
+    "concatenated": "you put all the sines first and then all the cosines. That carries the same "
+    "information (some libraries do it), but the paper and ptlearn interleave them: sin at 2i, "
+    "cos at 2i+1.",
+    "per_dimension": "each dimension got its own frequency 1 / 10000^(j/d); the pair 2i, 2i+1 "
+    "shares one frequency, 1 / 10000^(2i/d).",
+    "missing_2": "the exponent is missing its factor 2: the frequency of pair i is "
+    "1 / 10000^(2i/d), not 1 / 10000^(i/d).",
+    "inverted_frequency": "the frequency is inverted: divide the position by 10000^(2i/d) "
+    "(slower and slower clocks), do not multiply.",
+    "from_one": "positions start at 1; the first position is 0 (so PE[0] is 0, 1, 0, 1, ...).",
+}
+
+
+def sinusoid(max_len: int, exponent: Tensor, swap=False, start=0, concat=False) -> Tensor:
+    """A sinusoidal table with knobs for the usual mistakes: column j's angle is
+    ``pos / 10000^exponent[j]`` (the paper: ``exponent[j] = 2 * (j // 2) / d``)."""
+    pos = torch.arange(start, start + max_len, dtype=torch.float64)[:, None]  # [T, 1]
+    angle = pos / 10000.0 ** exponent.double()  # [T, d]
+    use_sin = (torch.arange(len(exponent)) % 2 == 0) != swap
+    pe = torch.where(use_sin, torch.sin(angle), torch.cos(angle))
+    if concat:
+        pe = torch.cat([pe[:, 0::2], pe[:, 1::2]], dim=1)  # all sines, then all cosines
+    return pe.float()
+
+
+@exercise("sinusoidal positional encoding")
+def check_sinusoidal(fn) -> str:
+    """Check ``fn(max_len, d_model) -> [max_len, d_model]`` against
+    :func:`ptlearn.layers.sinusoidal_encoding` (even ``d_model``):
+    ``PE[pos, 2i] = sin(pos / 10000^(2i/d))``, ``PE[pos, 2i+1] = cos(pos / 10000^(2i/d))``.
+    Recognises the mistakes in ``SINUSOIDAL_MISTAKES``.
+    """
+    m = SINUSOIDAL_MISTAKES
+    for T, d in [(50, 16), (12, 64), (7, 6)]:
+        got = expect_tensor(call(fn, T, d, inputs=f"max_len={T}, d_model={d}"), "the table")
+        expect_shape(
+            got, (T, d), "the table", "It should be [max_len, d_model]: one row per position."
+        )
+        if close(got, sinusoidal_encoding(T, d)):
+            continue
+        j = torch.arange(d)  # column index
+        paper = 2 * (j // 2) / d  # columns 2i and 2i+1 share the exponent 2i/d
+        fast = torch.arange(T)[:, None] * 10000.0**paper  # [T, d] angles if inverted
+        variants = {
+            m["swapped"]: sinusoid(T, paper, swap=True),
+            m["concatenated"]: sinusoid(T, paper, concat=True),
+            m["per_dimension"]: sinusoid(T, j / d),
+            m["missing_2"]: sinusoid(T, (j // 2) / d),
+            # float32 cannot agree on sin of angles in the thousands: compare the small ones only
+            m["inverted_frequency"]: torch.where(fast > 100, got, sinusoid(T, -paper)),
+            m["from_one"]: sinusoid(T, paper, start=1),
+        }
+        raise Mistake(diagnose(got, variants) or "the values differ from the paper's formula.")
+    return "your table matches sin/cos(pos / 10000^(2i/d)) for three table sizes."
+
+
+LAYER_NORM_MISTAKES = {
+    "batch_norm": "you normalised over the batch (that is batch norm). Layer norm normalises each "
+    "token's own vector: mean and variance over the last dimension, dim=-1.",
+    "unbiased": "the variance is the unbiased one (divides by C - 1); layer norm divides by C: "
+    "x.var(-1, unbiased=False) or ((x - mean) ** 2).mean(-1).",
+    "eps_outside": "eps belongs inside the square root: (x - mean) / sqrt(var + eps), not "
+    "/ (std + eps). The difference shows on inputs with a small spread.",
+    "no_affine": "the normalisation is right but weight (gamma) and bias (beta) are not applied: "
+    "multiply by weight, then add bias.",
+}
+
+
+@exercise("layer norm")
+def check_layer_norm(fn) -> str:
+    """Check ``fn(x, weight, bias, eps) -> y`` against ``torch.nn.functional.layer_norm`` over the
+    last dimension: ``y = (x - mean) / sqrt(var + eps) * weight + bias`` for each ``[C]`` vector.
+    Recognises the mistakes in ``LAYER_NORM_MISTAKES``.
+    """
+    m, g, eps = LAYER_NORM_MISTAKES, torch.Generator().manual_seed(2), 1e-5
+    for B, T, C, spread in [(4, 6, 16, 1.0), (2, 3, 8, 0.01), (5, 1, 32, 3.0)]:
+        x = torch.randn(B, T, C, generator=g) * spread + torch.randn(B, T, 1, generator=g)
+        weight, bias = torch.randn(C, generator=g), torch.randn(C, generator=g)
+        inputs = describe(x=x, weight=weight, bias=bias) + f", eps={eps}"
+        got = expect_tensor(call(fn, x, weight, bias, eps, inputs=inputs), "the result")
+        expect_shape(got, x.shape, "the result", "Layer norm keeps the shape of x.")
+        if close(got, F.layer_norm(x, (C,), weight, bias, eps)):
+            continue
+        mean, var = x.mean(-1, keepdim=True), x.var(-1, keepdim=True, unbiased=False)
+        batch_mean, batch_var = x.mean(0, keepdim=True), x.var(0, keepdim=True, unbiased=False)
+        variants = {
+            m["batch_norm"]: (x - batch_mean) / (batch_var + eps).sqrt() * weight + bias,
+            m["unbiased"]: (x - mean) / (x.var(-1, keepdim=True) + eps).sqrt() * weight + bias,
+            m["eps_outside"]: (x - mean) / (var.sqrt() + eps) * weight + bias,
+            m["no_affine"]: (x - mean) / (var + eps).sqrt(),
+        }
+        raise Mistake(
+            diagnose(got, variants)
+            or "the values differ from F.layer_norm(x, (C,), weight, bias, eps)."
+        )
+    return "your layer norm matches F.layer_norm, also on inputs with a small spread."
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 03: tokenizers (the two steps of byte-pair encoding, Sennrich et al. 2016)
+# ---------------------------------------------------------------------------------------------
+
+
+def pair_counts(ids: list[int]) -> Counter:
+    """How often each adjacent pair occurs: [1, 2, 1, 2] -> {(1, 2): 2, (2, 1): 1}."""
+    return Counter(zip(ids, ids[1:]))
+
+
+def merge_pair(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
+    """Replace every occurrence of ``pair``, scanning left to right without overlaps, by ``new_id``."""
+    out, i = [], 0
+    while i < len(ids):
+        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
+            out.append(new_id)
+            i += 2  # both tokens of the pair are consumed
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+BPE_MISTAKES = {
+    "last_pair": "the last pair {pair} is missing: zip(ids, ids[1:]) visits every adjacent pair.",
+    "changed_input": "your function changed the input list; build and return a new list.",
+    "last_token": "the last token was dropped: ids={ids} gave {got}, expected {ref}.",
+    "no_skip": "after a match you still look at the second token of the pair, so it appears "
+    "again in the output: {ids} with pair {pair} should become {ref}, you returned {got}. Skip both "
+    "tokens of a matched pair (i += 2).",
+    "overlap": "overlapping matches: {ids} with pair {pair} should become {ref}. After a match, "
+    "skip both tokens of the pair (i += 2).",
+}
+# (ids, pair to merge): repeats at both ends, overlapping pairs, a single token, an empty list
+BPE_CASES = [
+    ([1, 2, 3, 1, 2, 1, 2], (1, 2)),
+    ([5, 5, 5, 5, 5], (5, 5)),
+    ([7, 1, 2], (1, 2)),
+    ([4], (4, 4)),
+    ([], (1, 2)),
+]
+
+
+@exercise("BPE pair counts")
+def check_pair_counts(fn) -> str:
+    """Check ``fn(ids: list[int]) -> dict[(a, b), count]``, the counting step of BPE training.
+    Recognises a dropped last pair and crashes on short lists."""
+    for ids in [ids for ids, _ in BPE_CASES] + [[3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5]]:
+        got = call(fn, list(ids), inputs=f"ids={ids}")
+        if not isinstance(got, dict):
+            raise Mistake(
+                f"return a dict (or Counter) from pairs to counts, not a {type(got).__name__}."
+            )
+        got, ref = {pair: n for pair, n in got.items() if n}, dict(pair_counts(ids))
+        if got == ref:
+            continue
+        if len(ids) > 1 and got == dict(pair_counts(ids[:-1])):
+            raise Mistake(BPE_MISTAKES["last_pair"].format(pair=tuple(ids[-2:])))
+        raise Mistake(f"for ids={ids} you counted {got}, expected {ref}.")
+    return "adjacent pairs are counted correctly, including repeats and the last pair."
+
+
+@exercise("BPE merge")
+def check_bpe_merge(fn) -> str:
+    """Check ``fn(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]``, one BPE
+    merge: every occurrence of ``pair``, scanned left to right without overlaps, becomes ``new_id``.
+    Recognises overlapping matches, a dropped last token and an input list changed in place."""
+    m, new = BPE_MISTAKES, 99
+    for ids, pair in BPE_CASES:
+        given = list(ids)
+        got = call(fn, given, pair, new, inputs=f"ids={ids}, pair={pair}, new_id={new}")
+        if given != ids:
+            raise Mistake(m["changed_input"])
+        if not isinstance(got, list):
+            raise Mistake(f"return a list of ids, not a {type(got).__name__}.")
+        ref = merge_pair(ids, pair, new)
+        if got == ref:
+            continue
+        if ids and got in (ref[:-1], merge_pair(ids[:-1], pair, new)):
+            raise Mistake(m["last_token"].format(ids=ids, got=got, ref=ref))
+        if got == [new if (a, b) == pair else a for a, b in zip(ids, ids[1:] + [None])]:
+            raise Mistake(m["no_skip"].format(ids=ids, pair=pair, ref=ref, got=got))
+        if pair == (5, 5):
+            raise Mistake(m["overlap"].format(ids=ids, pair=pair, ref=ref))
+        raise Mistake(f"merging {pair} in {ids} gave {got}, expected {ref}.")
+    return "every pair is merged left to right without overlaps, and the last token is kept."
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 04: GPT (the next-token loss, top-k filtering, greedy decoding)
+# ---------------------------------------------------------------------------------------------
+
+CAUSAL_LM_MISTAKES = {
+    "not_scalar": "the loss has shape {shape}; it should be one number (a 0-d tensor): the mean "
+    "over every predicted position of every sequence.",
+    "no_shift": "there is no shift: the logits at position t are scored against token t itself, "
+    "which the model already sees, so the task becomes copying. Score logits[:, :-1] against "
+    "labels[:, 1:]: position t predicts token t + 1.",
+    "wrong_direction": "the shift goes the wrong way: logits[:, 1:] are scored against "
+    "labels[:, :-1], so each position predicts the token before it. Use logits[:, :-1] with "
+    "labels[:, 1:].",
+    "sum": "the loss is a sum over positions; take the mean (reduction='mean'), so it does not "
+    "grow with the batch size or the sequence length.",
+    "probs": "cross-entropy was applied to probabilities: F.cross_entropy takes raw logits and "
+    "applies log_softmax itself, so do not softmax first.",
+    "ignored_in_mean": "positions labelled -100 are left out of the sum but still counted in "
+    "the mean: divide by the number of real labels (F.cross_entropy(..., ignore_index=-100) "
+    "does this).",
+    "ignored_counted": "positions labelled -100 (padding) count in your loss: skip them with "
+    "F.cross_entropy(..., ignore_index=-100).",
+}
+
+
+def lm_loss_variant(logits, labels, shift=(-1, 1), reduction="mean", ignore=True, probs=False):
+    """The next-token loss with knobs that reproduce the usual mistakes."""
+    end, start = shift
+    scores = logits[:, :end] if end else logits
+    targets = labels[:, start:]
+    if probs:
+        scores = scores.softmax(-1)
+    flat_scores, flat_targets = scores.flatten(0, 1), targets.flatten()
+    if not ignore:  # a -100 label is scored as if it were token 0
+        return F.cross_entropy(flat_scores, flat_targets.clamp(min=0), reduction=reduction)
+    return F.cross_entropy(flat_scores, flat_targets, ignore_index=-100, reduction=reduction)
+
+
+@exercise("causal LM loss")
+def check_causal_lm_loss(fn) -> str:
+    """Check ``fn(logits [B, T, V], labels [B, T]) -> loss`` (a scalar) against
+    :func:`ptlearn.objectives.causal_lm_shift`: the logits at position t are scored against
+    ``labels[:, t + 1]``, positions labelled -100 are ignored, and the loss is the mean over the
+    counted positions. Recognises the mistakes in ``CAUSAL_LM_MISTAKES``.
+    """
+    from .objectives import causal_lm_shift
+
+    m, g = CAUSAL_LM_MISTAKES, torch.Generator().manual_seed(4)
+    for B, T, V, padded in [(2, 6, 11, False), (3, 9, 7, False), (4, 8, 13, True)]:
+        logits = torch.randn(B, T, V, generator=g) * 2
+        labels = torch.randint(V, (B, T), generator=g)
+        if padded:  # right padding, labelled -100 as the data collator does
+            labels[:, T - 3 :] = -100
+        inputs = describe(logits=logits, labels=labels) + (" (-100 = padding)" if padded else "")
+        got = call(fn, logits.clone(), labels.clone(), inputs=inputs)
+        got = expect_tensor(torch.as_tensor(got, dtype=torch.float32), "the loss")
+        if got.numel() != 1:
+            raise Mistake(m["not_scalar"].format(shape=list(got.shape)))
+        got = got.reshape(())
+        ref = causal_lm_shift(logits, labels)
+        if close(got, ref):
+            continue
+        counted = labels[:, 1:] != -100
+        variants = {
+            m["no_shift"]: lm_loss_variant(logits, labels, shift=(None, 0)),
+            m["wrong_direction"]: lm_loss_variant(logits[:, 1:], labels[:, :-1], shift=(None, 0)),
+            m["sum"]: lm_loss_variant(logits, labels, reduction="sum"),
+            m["probs"]: lm_loss_variant(logits, labels, probs=True),
+            m["ignored_in_mean"]: ref * counted.sum() / counted.numel(),
+            m["ignored_counted"]: lm_loss_variant(logits, labels, ignore=False),
+        }
+        raise Mistake(
+            diagnose(got, variants)
+            or f"your loss is {got.item():.4f}, expected {ref.item():.4f} (the mean cross-entropy "
+            "of logits[:, :-1] against labels[:, 1:])."
+        )
+    return "position t is scored against token t + 1, padding is ignored, and the loss is a mean."
+
+
+TOP_K_MISTAKES = {
+    "changed_input": "your function changed the logits it was given (an in-place operation such "
+    "as masked_fill_ or logits[...] = ...); return a new tensor: the caller may still need the "
+    "original scores.",
+    "probs": "you returned probabilities; return logits, with -inf for the dropped tokens (the "
+    "softmax comes after the filter).",
+    "zero_fill": "the dropped tokens got the logit 0, not -inf. After the softmax exp(0) > 0, so "
+    "they can still be sampled; fill them with float('-inf').",
+    "smallest": "you kept the k lowest logits; keep the k highest (torch.topk returns the largest "
+    "values by default).",
+    "count": "row {row} keeps {n} tokens, expected k={k} (kept = logits that are not -inf). The "
+    "k-th largest value is torch.topk(logits, k).values[:, -1:], a threshold per row.",
+    "whole_batch": "the k highest logits were taken over the whole batch, not per row: each row is "
+    "its own next-token distribution; use torch.topk(logits, k, dim=-1).",
+    "changed_kept": "the kept logits changed value; leave them as they are and only set the "
+    "others to -inf.",
+}
+
+
+@exercise("top-k filtering")
+def check_top_k(fn) -> str:
+    """Check ``fn(logits [B, V], k) -> [B, V]`` against :func:`ptlearn.models.gpt.filter_logits`
+    with ``top_k=k``: the k highest logits of each row keep their values, the others become
+    -inf (a large negative number such as -1e9 is accepted). Recognises the mistakes in
+    ``TOP_K_MISTAKES``.
+    """
+    from .models.gpt import filter_logits
+
+    m, g = TOP_K_MISTAKES, torch.Generator().manual_seed(5)
+    for B, V, k in [(2, 10, 3), (4, 50, 1), (3, 7, 7), (1, 20, 5)]:
+        logits = torch.randn(B, V, generator=g) + torch.randn(B, 1, generator=g) * 3
+        given = logits.clone()
+        got = call(fn, given, k, inputs=f"logits {[B, V]}, k={k}")
+        got = expect_tensor(got, "the filtered logits", finite=False)
+        if not torch.equal(given, logits):
+            raise Mistake(m["changed_input"])
+        expect_shape(got, (B, V), "the filtered logits", "Keep the shape [B, vocab].")
+        ref = filter_logits(logits, top_k=k)  # [B, V]
+        kept, ref_kept = got > -1e4, torch.isfinite(ref)
+        if torch.equal(kept, ref_kept) and close(got[kept], logits[kept]):
+            continue
+        if kept.all() and close(got.sum(-1), torch.ones(B)) and (got >= 0).all():
+            raise Mistake(m["probs"])
+        if kept.all() and (got[~ref_kept] == 0).all() and close(got[ref_kept], logits[ref_kept]):
+            raise Mistake(m["zero_fill"])
+        if torch.equal(kept, torch.isfinite(filter_logits(-logits, top_k=k))):
+            raise Mistake(m["smallest"])
+        whole = torch.zeros(B * V, dtype=torch.bool)
+        whole[logits.flatten().topk(min(k, B * V)).indices] = True
+        if B > 1 and torch.equal(kept, whole.view(B, V)):
+            raise Mistake(m["whole_batch"])
+        counts = kept.sum(-1)  # [B]
+        if (counts != k).any():
+            row = int((counts != k).nonzero()[0])
+            raise Mistake(m["count"].format(row=row, n=int(counts[row]), k=k))
+        if not torch.equal(kept, ref_kept):
+            raise Mistake("the kept tokens are not the k highest logits of each row.")
+        raise Mistake(m["changed_kept"])
+    return "each row keeps exactly its k highest logits and the rest are -inf (k = 1 to V)."
+
+
+GREEDY_MISTAKES = {
+    "only_new": "you returned only the new tokens {shape}; return the prompt followed by them, "
+    "[B, T0 + max_new_tokens], as GPT.generate does.",
+    "random": "two calls with the same prompt gave different tokens: greedy decoding is "
+    "deterministic, take the argmax of the logits instead of sampling.",
+    "first_position": "you took the logits of the first position, logits[:, 0]: the prediction "
+    "for the next token sits at the last position, logits[:, -1].",
+    "no_feedback": "every new token is the same one: the chosen token must be appended to the "
+    "input before the next step, so the model sees what it has written so far.",
+}
+
+
+def greedy_variant(model, ids: Tensor, n: int, position: int = -1, feedback: bool = True):
+    """Greedy decoding written out (no cache), with knobs for the usual mistakes."""
+    out = ids
+    for _ in range(n):
+        logits = model(out if feedback else ids).logits[:, position]  # [B, V]
+        out = torch.cat([out, logits.argmax(-1, keepdim=True)], dim=1)
+    return out
+
+
+@exercise("greedy decoding")
+def check_greedy_decode(fn) -> str:
+    """Check ``fn(model, input_ids [B, T0], max_new_tokens) -> [B, T0 + max_new_tokens]``
+    against ``model.generate(input_ids, max_new_tokens, temperature=0)`` on a small random GPT:
+    at each step take the argmax of the last position's logits and append it. Recognises the
+    mistakes in ``GREEDY_MISTAKES``.
+    """
+    from .models.gpt import GPT, GPTConfig
+
+    m = GREEDY_MISTAKES
+    with torch.random.fork_rng():
+        torch.manual_seed(6)
+        model = GPT(GPTConfig(vocab_size=40, d_model=32, n_layers=2, n_heads=2, d_ff=64))
+        model.eval()
+        g = torch.Generator().manual_seed(7)
+        for B, T0, n in [(2, 3, 8), (1, 1, 6), (3, 5, 4)]:
+            ids = torch.randint(40, (B, T0), generator=g)
+            inputs = f"a GPT with vocab 40, input_ids {[B, T0]}, max_new_tokens={n}"
+            with torch.no_grad():
+                ref = model.generate(ids, n, temperature=0)
+                got = call(fn, model, ids.clone(), n, inputs=inputs)
+                again = call(fn, model, ids.clone(), n, inputs=inputs)
+                got = expect_tensor(torch.as_tensor(got), "the result")
+                if tuple(got.shape) == (B, n) and not torch.equal(got, ref):
+                    raise Mistake(m["only_new"].format(shape=list(got.shape)))
+                expect_shape(got, ref.shape, "the result", "It should be [B, T0 + max_new_tokens].")
+                if not torch.equal(got, torch.as_tensor(again)):
+                    raise Mistake(m["random"])
+                if torch.equal(got, ref):
+                    continue
+                if not torch.equal(got[:, :T0], ids):
+                    raise Mistake("the result must start with the prompt, unchanged.")
+                variants = {
+                    m["first_position"]: greedy_variant(model, ids, n, position=0),
+                    m["no_feedback"]: greedy_variant(model, ids, n, feedback=False),
+                }
+                message = next((k for k, v in variants.items() if torch.equal(got, v)), None)
+                step = int((got != ref).any(0).nonzero()[0]) - T0
+                raise Mistake(
+                    message
+                    or f"new token {step} differs from the argmax of the last position's logits."
+                )
+    return "your decoder appends the argmax of the last position, step by step, like generate()."
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 05: BERT (masked language modelling, sentence pairs)
+# ---------------------------------------------------------------------------------------------
+
+MLM_MISTAKES = {
+    "not_pair": "return two tensors, (masked_input_ids, labels), each shaped like input_ids.",
+    "changed_input": "your function changed input_ids in place; clone it first "
+    "(input_ids.clone()), the caller still needs the original tokens.",
+    "labels_everywhere": "labels are not -100 at the unmasked positions: set labels to -100 "
+    "wherever the token was not chosen, so the loss only counts the chosen ~15%.",
+    "labels_masked": "the labels hold the masked input (e.g. the [MASK] id); they must hold the "
+    "original token at each chosen position: that is what the model has to predict.",
+    "labels_wrong": "at {n} chosen positions the label is not the original token; labels = the "
+    "original id where chosen, -100 elsewhere.",
+    "unlabelled_change": "{n} tokens were changed at positions whose label is -100: every "
+    "position you change must be a chosen one (with its original token as the label).",
+    "specials": "masked special tokens: {n} special tokens ({names}) were chosen. [CLS], [SEP] "
+    "and [PAD] carry no word to predict; choose only among the other tokens.",
+    "fraction": "wrong mask fraction: with mask_prob={p} you chose {got:.1%} of the ordinary "
+    "tokens, expected about {p:.0%} (each ordinary token independently with probability "
+    "mask_prob).",
+    "only_masks": "only the [MASK]ed tokens got a label: the tokens replaced by a random token "
+    "and those left unchanged are chosen too, and the model must predict them as well. Give every "
+    "chosen position its original token as the label.",
+    "split": "80/10/10 split off: of the chosen tokens {mask:.1%} became [MASK], {rand:.1%} a "
+    "random token and {same:.1%} stayed unchanged; expected about 80% / 10% / 10%.",
+    "special_replacement": "a random replacement was a special token (id {tok}). Draw replacements "
+    "from the ordinary vocabulary (ptlearn's choice; HF's DataCollatorForLanguageModeling draws "
+    "from the whole vocabulary): a [PAD] or [CLS] inside a sentence is not a plausible word.",
+    "same_every_call": "two calls chose exactly the same positions: the masks must be random "
+    "(did you seed a generator inside the function?). A fresh mask per batch is what makes "
+    "MLM see every token masked eventually.",
+}
+
+MLM_SPECIALS = {0: "[PAD]", 1: "[UNK]", 2: "[CLS]", 3: "[SEP]", 4: "[MASK]"}
+
+
+def mlm_check_batch(g: torch.Generator, B: int = 128, T: int = 128, vocab: int = 30) -> Tensor:
+    """``[CLS] A [SEP] B [SEP] [PAD] ...`` rows of random ordinary ids (5 .. vocab - 1)."""
+    ids = torch.randint(5, vocab, (B, T), generator=g)
+    lengths = torch.randint(T // 2, T + 1, (B,), generator=g)
+    for row, n in enumerate(lengths.tolist()):
+        ids[row, 0], ids[row, n // 2], ids[row, n - 1] = 2, 3, 3  # [CLS], the two [SEP]s
+        ids[row, n:] = 0  # [PAD]
+    return ids
+
+
+def mlm_outputs(result, input_ids: Tensor) -> tuple[Tensor, Tensor]:
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise Mistake(MLM_MISTAKES["not_pair"])
+    masked = expect_tensor(torch.as_tensor(result[0]), "masked_input_ids")
+    labels = expect_tensor(torch.as_tensor(result[1]), "labels")
+    for t, what in ((masked, "masked_input_ids"), (labels, "labels")):
+        expect_shape(t, input_ids.shape, what, "It should have the shape of input_ids.")
+    return masked.long(), labels.long()
+
+
+def check_masking_once(ids, masked, labels, mask_id, vocab, special, p) -> tuple[int, float]:
+    """Raise a Mistake if one call's result breaks a rule; return (chosen, mask share)."""
+    m = MLM_MISTAKES
+    is_special = torch.isin(ids, special)
+    chosen = labels != -100
+    if chosen.all() and torch.equal(labels, ids):
+        raise Mistake(m["labels_everywhere"])
+    if torch.equal(labels[chosen], masked[chosen]) and (masked[chosen] == mask_id).any():
+        raise Mistake(m["labels_masked"])
+    if (labels[chosen] != ids[chosen]).any():
+        raise Mistake(m["labels_wrong"].format(n=int((labels[chosen] != ids[chosen]).sum())))
+    only_masks = chosen.any() and (masked[chosen] == mask_id).all()
+    if (masked[~chosen] != ids[~chosen]).any():
+        n = int((masked[~chosen] != ids[~chosen]).sum())
+        raise Mistake(m["only_masks"] if only_masks else m["unlabelled_change"].format(n=n))
+    if (chosen & is_special).any():
+        hit = sorted(set(ids[chosen & is_special].tolist()))
+        names = ", ".join(MLM_SPECIALS.get(i, str(i)) for i in hit)
+        raise Mistake(m["specials"].format(n=int((chosen & is_special).sum()), names=names))
+    fraction = chosen.sum().item() / (~is_special).sum().item()
+    to_mask = masked[chosen] == mask_id
+    to_same = masked[chosen] == ids[chosen]
+    to_random = ~to_mask & ~to_same
+    if abs(fraction - p) > 0.02:
+        raise Mistake(m["only_masks"] if only_masks else m["fraction"].format(p=p, got=fraction))
+    replaced = masked[chosen][to_random]
+    if ((replaced < 0) | (replaced >= vocab)).any():
+        raise Mistake(f"a random replacement is outside the vocabulary [0, {vocab}).")
+    if torch.isin(replaced, special).any():
+        raise Mistake(
+            m["special_replacement"].format(tok=int(replaced[torch.isin(replaced, special)][0]))
+        )
+    n = to_mask.numel()
+    shares = to_mask.sum().item() / n, to_random.sum().item() / n, to_same.sum().item() / n
+    # a random token equals the original 1 time in (vocab - 5): that moves ~0.4% from "random"
+    # to "unchanged"; the tolerance covers it and the sampling noise (~1% here)
+    if abs(shares[0] - 0.8) > 0.05 or abs(shares[1] - 0.1) > 0.04 or abs(shares[2] - 0.1) > 0.04:
+        raise Mistake(m["split"].format(mask=shares[0], rand=shares[1], same=shares[2]))
+    return int(chosen.sum()), shares[0]
+
+
+@exercise("MLM masking")
+def check_mlm_masking(fn) -> str:
+    """Check ``fn(input_ids, mask_id, vocab_size, special_ids, mask_prob=0.15) -> (masked,
+    labels)`` against the rules of :func:`ptlearn.objectives.mask_tokens` (BERT, section 3.1):
+    each ordinary token is chosen with probability ``mask_prob``, special tokens never; a chosen
+    token becomes ``[MASK]`` (80%), a random ordinary token (10%) or stays (10%); ``labels`` hold
+    the original id at chosen positions and -100 elsewhere. The masking is random, so the checker
+    measures the fractions on a 128 x 128 batch and allows for sampling noise. Recognises the
+    mistakes in ``MLM_MISTAKES``.
+    """
+    m, mask_id, vocab = MLM_MISTAKES, 4, 30
+    special_ids = set(MLM_SPECIALS)  # [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4
+    special = torch.tensor(sorted(special_ids))
+    ids = mlm_check_batch(torch.Generator().manual_seed(8))
+    inputs = f"input_ids {list(ids.shape)}, mask_id={mask_id}, vocab_size={vocab}, specials 0-4"
+    with torch.random.fork_rng():
+        torch.manual_seed(9)
+        picks = []
+        for p in (0.15, 0.15, 0.3):
+            given = ids.clone()
+            result = call(fn, given, mask_id, vocab, set(special_ids), mask_prob=p, inputs=inputs)
+            if not torch.equal(given, ids):
+                raise Mistake(m["changed_input"])
+            masked, labels = mlm_outputs(result, ids)
+            check_masking_once(ids, masked, labels, mask_id, vocab, special, p)
+            picks.append(labels != -100)
+    if torch.equal(picks[0], picks[1]):
+        raise Mistake(m["same_every_call"])
+    return (
+        "about 15% of the ordinary tokens are chosen (30% with mask_prob=0.3), never a special "
+        "one; they become [MASK] / random / unchanged about 80/10/10, and only they have labels."
+    )
+
+
+PAIR_MISTAKES = {
+    "length": "the pair has {got} tokens, expected {ref}: [CLS] A [SEP] B [SEP] adds three "
+    "special tokens to the two sentences.",
+    "types_length": "input_ids has {n_ids} tokens but token_type_ids has {n_types}: one segment "
+    "id per token.",
+    "no_cls": "the pair must start with [CLS]: its final vector is the one NSP and classifiers "
+    "read.",
+    "order": "the tokens should read [CLS] A [SEP] B [SEP]; yours read {got}.",
+    "segment_values": "segment ids are 0 for sentence A and 1 for sentence B (BERT's embedding "
+    "table has two rows); you used {values}.",
+    "first_sep": "the [SEP] after sentence A belongs to segment 0, with [CLS] and A.",
+    "last_sep": "the final [SEP] belongs to sentence B: segment 1.",
+    "cls_segment": "[CLS] belongs to segment 0.",
+}
+
+
+@exercise("sentence pair")
+def check_sentence_pair(fn) -> str:
+    """Check ``fn(a, b, cls_id, sep_id) -> (input_ids, token_type_ids)`` (lists or 1-D tensors)
+    against :func:`ptlearn.objectives.pair_example`: ``[CLS] A [SEP] B [SEP]`` with segment 0 for
+    ``[CLS] A [SEP]`` and 1 for ``B [SEP]`` (BERT, Fig. 2). Recognises the mistakes in
+    ``PAIR_MISTAKES``.
+    """
+    from .objectives import pair_example
+
+    m, cls_id, sep_id = PAIR_MISTAKES, 2, 3
+    for a, b in [([10, 11, 12], [20, 21]), ([7], [8, 9, 9, 9]), ([15, 16], [15, 16])]:
+        result = call(
+            fn, list(a), list(b), cls_id, sep_id, inputs=f"a={a}, b={b}, cls_id=2, sep_id=3"
+        )
+        if not isinstance(result, (tuple, list)) or len(result) != 2:
+            raise Mistake("return two sequences: (input_ids, token_type_ids).")
+        ids, types = (torch.as_tensor(x).flatten().tolist() for x in result)
+        ref_ids, ref_types = pair_example(a, b, cls_id, sep_id, max_len=len(a) + len(b) + 3)
+        if len(ids) != len(ref_ids):
+            raise Mistake(m["length"].format(got=len(ids), ref=len(ref_ids)))
+        if len(types) != len(ids):
+            raise Mistake(m["types_length"].format(n_ids=len(ids), n_types=len(types)))
+        if ids[0] != cls_id:
+            raise Mistake(m["no_cls"])
+        if ids != ref_ids:
+            raise Mistake(m["order"].format(got=ids))
+        if set(types) - {0, 1}:
+            raise Mistake(m["segment_values"].format(values=sorted(set(types))))
+        first_sep = len(a) + 1
+        for position, key in [(0, "cls_segment"), (first_sep, "first_sep"), (-1, "last_sep")]:
+            if types[position] != ref_types[position]:
+                raise Mistake(m[key])
+        if types != ref_types:
+            raise Mistake(f"the segment ids should be {ref_types}; yours are {types}.")
+    return "[CLS] A [SEP] B [SEP], with segment 0 for [CLS] A [SEP] and 1 for B [SEP]."
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 08: pretraining objectives (ELECTRA's replaced-token labels, T5's span corruption)
+# ---------------------------------------------------------------------------------------------
+
+RTD_MISTAKES = {
+    "labels_from_chosen": "every chosen position is labelled 1, but where the generator sampled "
+    "the original token nothing was replaced: ELECTRA labels such a token 0, 'original' (Clark et "
+    "al. 2020, section 2). Compare the corrupted ids with the original ids instead of using chosen.",
+    "labels_from_samples": "the labels compare sampled_ids with the original everywhere, but the "
+    "samples are only used at the chosen positions: compare the corrupted ids (what the "
+    "discriminator reads) with the original ids.",
+    "inverted": "the labels are inverted: 1 must mean 'replaced' and 0 'original'.",
+    "padding": "padding positions (attention_mask 0) must get the label -100, which the loss "
+    "ignores; yours get {value}.",
+    "replaced_everywhere": "tokens outside the chosen positions changed: only the chosen positions "
+    "take the generator's sample. Use torch.where(chosen, sampled_ids, original_ids).",
+    "not_replaced": "the corrupted ids equal the original ids: put the generator's samples at the "
+    "chosen positions.",
+}
+
+
+def rtd_case(seed: int, B: int = 3, T: int = 10, V: int = 50):
+    """Original ids with right padding (id 0), ~40% chosen positions (never padding), and samples
+    that equal the original at every other chosen position (the generator guessed right)."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor([T, T - 3, T - 5])[:B]
+    attention_mask = (torch.arange(T) < lengths[:, None]).long()  # [B, T]
+    original = torch.randint(5, V, (B, T), generator=g) * attention_mask
+    chosen = (torch.rand(B, T, generator=g) < 0.4) & attention_mask.bool()
+    sampled = (original + torch.randint(1, V - 5, (B, T), generator=g) - 5) % (V - 5) + 5
+    lucky = chosen & (torch.arange(T) % 2 == 0)  # some chosen samples equal the original
+    sampled = torch.where(lucky, original, sampled)
+    return original, chosen, sampled, attention_mask
+
+
+def as_pair(result, what: str) -> tuple[Tensor, Tensor]:
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise Mistake(f"return a pair {what}, got {type(result).__name__}.")
+    return result
+
+
+@exercise("replaced-token detection labels")
+def check_rtd_labels(fn) -> str:
+    """Check ``fn(original_ids, chosen, sampled_ids, attention_mask) -> (corrupted_ids, labels)``,
+    ELECTRA's discriminator input and targets, against :func:`ptlearn.pretraining.replace_and_label`.
+    Recognises labels taken from ``chosen``, inverted labels, unmasked padding and a wrong corruption."""
+    from .pretraining import replace_and_label
+
+    m = RTD_MISTAKES
+    for seed in range(3):
+        original, chosen, sampled, mask = rtd_case(seed)
+        args = [t.clone() for t in (original, chosen, sampled, mask)]
+        inputs = describe(original_ids=original, chosen=chosen, sampled_ids=sampled)
+        corrupted, labels = as_pair(call(fn, *args, inputs=inputs), "(corrupted_ids, labels)")
+        ref_corrupted, ref_labels = replace_and_label(original, chosen, sampled, mask)
+        expect_shape(expect_tensor(corrupted, "corrupted_ids"), original.shape, "corrupted_ids")
+        expect_shape(expect_tensor(labels, "labels"), original.shape, "labels")
+        if not torch.equal(corrupted.long(), ref_corrupted):
+            if torch.equal(corrupted.long(), original):
+                raise Mistake(m["not_replaced"])
+            if torch.equal(corrupted.long(), sampled):
+                raise Mistake(m["replaced_everywhere"])
+            raise Mistake(
+                "corrupted_ids differ from torch.where(chosen, sampled_ids, original_ids)."
+            )
+        got, pad = labels.long(), mask == 0
+        if torch.equal(got, ref_labels):
+            continue
+        if torch.equal(got[~pad], ref_labels[~pad]):
+            raise Mistake(m["padding"].format(value=sorted(set(got[pad].tolist()))))
+        if torch.equal(got[~pad], chosen.long()[~pad]):
+            raise Mistake(m["labels_from_chosen"])
+        if torch.equal(got[~pad], (sampled != original).long()[~pad]):
+            raise Mistake(m["labels_from_samples"])
+        if torch.equal(got[~pad], 1 - ref_labels[~pad]):
+            raise Mistake(m["inverted"])
+        raise Mistake("the labels differ from (corrupted_ids != original_ids), -100 at padding.")
+    return "the discriminator sees the samples only where chosen, and a lucky guess counts as original."
+
+
+SPAN_MISTAKES = {
+    "per_token": "each dropped token got its own sentinel: a whole span of consecutive dropped "
+    "tokens is replaced by ONE sentinel (Raffel et al. 2019, Fig. 2).",
+    "same_sentinel": "every span uses the same sentinel: use the next one for each span "
+    "(sentinel_ids[0], sentinel_ids[1], ...), so the target says which span goes where.",
+    "no_final": "the target lacks the final sentinel: after the last span, append the next "
+    "unused sentinel (T5's Fig. 2 ends its target with <Z>).",
+    "no_target_sentinels": "the target holds the dropped tokens but not the sentinels: write each "
+    "span's sentinel before the span.",
+    "kept_in_input": "the dropped tokens are still in the input: the input keeps only the tokens "
+    "that are not dropped, plus one sentinel per span.",
+}
+# (ids, noise mask as a string of 0/1): T5's Fig. 2, spans at both ends, one-token spans,
+# neighbouring spans one token apart, no noise at all
+SPAN_CASES = [
+    (list(range(10, 21)), "00110000100"),
+    (list(range(30, 38)), "11000111"),
+    (list(range(40, 47)), "0101010"),
+    (list(range(50, 54)), "0000"),
+]
+
+
+def sentinel_spans(ids, mask, sentinels, per_token=False, same=False, final=True, tagged=True):
+    """:func:`ptlearn.pretraining.spans_to_sentinels` and the mistakes a learner makes in it."""
+    inputs, targets, k = [], [], 0
+    for i, (token, noisy) in enumerate(zip(ids, mask)):
+        if noisy and (per_token or i == 0 or not mask[i - 1]):
+            sentinel = sentinels[0 if same else k]
+            inputs.append(sentinel)
+            targets += [sentinel] if tagged else []
+            k += 1
+        (targets if noisy else inputs).append(token)
+    if final and tagged:
+        targets.append(sentinels[0 if same else k])
+    return inputs, targets
+
+
+@exercise("T5 span corruption")
+def check_span_corruption(fn) -> str:
+    """Check ``fn(ids, noise_mask, sentinel_ids) -> (input_ids, target_ids)`` (lists of ints)
+    against :func:`ptlearn.pretraining.spans_to_sentinels`. Recognises one sentinel per token,
+    a reused sentinel, a missing final sentinel, untagged targets and dropped tokens left in."""
+    from .pretraining import spans_to_sentinels
+
+    sentinels = [100, 101, 102, 103, 104, 105]
+    for ids, code in SPAN_CASES:
+        mask = [c == "1" for c in code]
+        inputs = f"ids={ids}, noise_mask={[int(x) for x in mask]}, sentinel_ids={sentinels}"
+        got = as_pair(
+            call(fn, list(ids), list(mask), list(sentinels), inputs=inputs), "(inputs, targets)"
+        )
+        got = tuple([int(t) for t in part] for part in got)
+        ref = spans_to_sentinels(ids, mask, sentinels)
+        if got == ref:
+            continue
+        variants = {
+            "per_token": sentinel_spans(ids, mask, sentinels, per_token=True),
+            "same_sentinel": sentinel_spans(ids, mask, sentinels, same=True),
+            "no_final": sentinel_spans(ids, mask, sentinels, final=False),
+            "no_target_sentinels": sentinel_spans(ids, mask, sentinels, tagged=False),
+        }
+        found = next((k for k, v in variants.items() if v == got), None)
+        if found is None and [t for t in got[0] if t not in sentinels] == list(ids):
+            found = "kept_in_input"
+        if found:
+            raise Mistake(SPAN_MISTAKES[found])
+        raise Mistake(
+            f"for {inputs} you returned {got[0]} and {got[1]}, expected {ref[0]} and {ref[1]}."
+        )
+    return (
+        "spans become one sentinel each, and the target lists them in order with a final sentinel."
+    )
