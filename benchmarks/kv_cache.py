@@ -10,6 +10,8 @@ still reads t cached keys, which is cheap next to the projections and the MLP).
 
 Every run is greedy, and the script asserts that all of them produce the same tokens. HF runs the
 same weights (converted with ``GPT.to_hf()``). Results go to ``benchmarks/results/kv_cache.json``.
+On a machine shared with other busy processes pass ``--threads 1`` (or set
+``OMP_WAIT_POLICY=PASSIVE``): spin-waiting OpenMP threads slow down badly when oversubscribed.
 """
 
 from __future__ import annotations

@@ -9,8 +9,13 @@ Model: ``ViTForImageClassification(ViTConfig(**VIT_PRESETS["digits"]))``; traini
 learning rate warms up and then follows a cosine over the time budget; each training batch is
 drawn at random from the training images. 4x4 patches (4 tokens + [CLS]) beat 2x2 patches (16
 tokens) within the budget: each step is cheaper, and on these centred, size-normalised digits
-a few coarse patches lose nothing. Random one-pixel shifts (augmentation) did not help within
-60 s. Results go to ``benchmarks/results/vit_digits.json``.
+a few coarse patches lose nothing. Dropout 0.1 helps a little (98.6% against 97.5-98.3% after
+350 steps, two seeds); random one-pixel shifts (augmentation) did not help within 60 s. Results
+go to ``benchmarks/results/vit_digits.json``.
+
+On a machine shared with other busy processes, pass ``--threads 1`` (or set
+``OMP_WAIT_POLICY=PASSIVE``): two spin-waiting OpenMP threads that must share their cores with
+other processes ran about 40x slower there (10 steps in 60 s instead of ~400).
 """
 
 from __future__ import annotations
@@ -74,7 +79,8 @@ def main() -> None:
         "test_accuracy": accuracy(model, x_test, y_test),
         "train_accuracy": accuracy(model, x_train, y_train),
         "steps": trainer.state.step,
-        "seconds": seconds,
+        "train_seconds": trainer.state.elapsed,  # the budgeted training loop
+        "seconds": seconds,  # everything: model and Trainer set-up, training, last step
         "time_budget": args.time_budget,
         "final_train_loss": trainer.history.records[-1]["loss"],
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -87,7 +93,7 @@ def main() -> None:
         "load_average_1min": os.getloadavg()[0],
         "machine": platform.machine(),
     }
-    print(json.dumps({k: result[k] for k in ("test_accuracy", "steps", "seconds")}))
+    print(json.dumps({k: result[k] for k in ("test_accuracy", "steps", "train_seconds")}))
     if not args.no_write:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(result, indent=2) + "\n")

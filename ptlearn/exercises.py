@@ -616,9 +616,6 @@ def check_causal_lm_loss(fn) -> str:
 
 
 TOP_K_MISTAKES = {
-    "changed_input": "your function changed the logits it was given (an in-place operation such "
-    "as masked_fill_ or logits[...] = ...); return a new tensor: the caller may still need the "
-    "original scores.",
     "probs": "you returned probabilities; return logits, with -inf for the dropped tokens (the "
     "softmax comes after the filter).",
     "zero_fill": "the dropped tokens got the logit 0, not -inf. After the softmax exp(0) > 0, so "
@@ -646,11 +643,8 @@ def check_top_k(fn) -> str:
     m, g = TOP_K_MISTAKES, torch.Generator().manual_seed(5)
     for B, V, k in [(2, 10, 3), (4, 50, 1), (3, 7, 7), (1, 20, 5)]:
         logits = torch.randn(B, V, generator=g) + torch.randn(B, 1, generator=g) * 3
-        given = logits.clone()
-        got = call(fn, given, k, inputs=f"logits {[B, V]}, k={k}")
+        got = call(fn, logits, k, inputs=f"logits {[B, V]}, k={k}")
         got = expect_tensor(got, "the filtered logits", finite=False)
-        if not torch.equal(given, logits):
-            raise Mistake(m["changed_input"])
         expect_shape(got, (B, V), "the filtered logits", "Keep the shape [B, vocab].")
         ref = filter_logits(logits, top_k=k)  # [B, V]
         kept, ref_kept = got > -1e4, torch.isfinite(ref)
@@ -748,8 +742,6 @@ def check_greedy_decode(fn) -> str:
 
 MLM_MISTAKES = {
     "not_pair": "return two tensors, (masked_input_ids, labels), each shaped like input_ids.",
-    "changed_input": "your function changed input_ids in place; clone it first "
-    "(input_ids.clone()), the caller still needs the original tokens.",
     "labels_everywhere": "labels are not -100 at the unmasked positions: set labels to -100 "
     "wherever the token was not chosen, so the loss only counts the chosen ~15%.",
     "labels_masked": "the labels hold the masked input (e.g. the [MASK] id); they must hold the "
@@ -859,10 +851,7 @@ def check_mlm_masking(fn) -> str:
         torch.manual_seed(9)
         picks = []
         for p in (0.15, 0.15, 0.3):
-            given = ids.clone()
-            result = call(fn, given, mask_id, vocab, set(special_ids), mask_prob=p, inputs=inputs)
-            if not torch.equal(given, ids):
-                raise Mistake(m["changed_input"])
+            result = call(fn, ids, mask_id, vocab, set(special_ids), mask_prob=p, inputs=inputs)
             masked, labels = mlm_outputs(result, ids)
             check_masking_once(ids, masked, labels, mask_id, vocab, special, p)
             picks.append(labels != -100)
@@ -1079,3 +1068,368 @@ def check_span_corruption(fn) -> str:
     return (
         "spans become one sentinel each, and the target lists them in order with a final sentinel."
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 09: fine-tuning and parameter-efficient fine-tuning (LoRA, BitFit)
+# ---------------------------------------------------------------------------------------------
+
+LORA_MISTAKES = {
+    "not_module": "your class should build an nn.Module (subclass torch.nn.Module and call "
+    "super().__init__() first).",
+    "missing_params": "the layer needs two parameters named lora_A ([r, in_features]) and lora_B "
+    "([out_features, r]), as in ptlearn.finetune.LoRALinear.",
+    "shapes": "lora_A should be [r, in_features] = {a} and lora_B [out_features, r] = {b}; yours "
+    "are {got_a} and {got_b}.",
+    "base_trainable": "more than lora_A and lora_B would train ({names}): LoRA freezes the "
+    "pretrained W and b, so call base.requires_grad_(False).",
+    "not_trainable": "lora_A and lora_B must be trainable: wrap them in nn.Parameter.",
+    "both_zero": "A and B both start at zero. The output is right, but training can never start: "
+    "the gradient of B is proportional to A x and the gradient of A to B, so both stay zero "
+    "forever. Start A random (ptlearn: Kaiming-uniform) and only B at zero.",
+    "not_identity": "at initialisation your layer's output differs from the base layer's: start B "
+    "at zero (A stays random), so that B A = 0 and the model starts as the pretrained one.",
+    "no_scaling": "the update is not scaled: multiply B A x by alpha / r.",
+    "inverted_scaling": "the update is scaled by r / alpha; LoRA scales it by alpha / r.",
+    "alpha_only": "the update is scaled by alpha; divide by r too: alpha / r.",
+    "over_r": "the update is scaled by 1 / r; multiply by alpha too: alpha / r.",
+    "no_base": "the output is only the low-rank update: add the frozen layer's own output "
+    "base(x) = W x + b.",
+    "base_changed": "your forward pass changed the base layer's weight; leave W alone and add the "
+    "update on the side (merging is a separate step, after training).",
+    "no_grad": "no gradient reaches {name}: compute the update from lora_A and lora_B themselves "
+    "(no .detach(), no torch.no_grad()).",
+}
+
+# (in_features, out_features, r, alpha): alpha != r, so a missing or inverted scale shows
+LORA_CASES = [(12, 10, 4, 8.0), (16, 6, 2, 3.0)]
+
+
+def lora_parts(layer, r: int, d_in: int, d_out: int):
+    """The learner's ``lora_A``/``lora_B``, checked for presence, shape and trainability."""
+    m = LORA_MISTAKES
+    A, B = getattr(layer, "lora_A", None), getattr(layer, "lora_B", None)
+    if not (isinstance(A, Tensor) and isinstance(B, Tensor)):
+        raise Mistake(m["missing_params"])
+    if tuple(A.shape) != (r, d_in) or tuple(B.shape) != (d_out, r):
+        shapes = dict(a=[r, d_in], b=[d_out, r], got_a=list(A.shape), got_b=list(B.shape))
+        raise Mistake(m["shapes"].format(**shapes))
+    if not (A.requires_grad and B.requires_grad):
+        raise Mistake(m["not_trainable"])
+    others = [
+        n for n, p in layer.named_parameters() if p.requires_grad and p is not A and p is not B
+    ]
+    if others:
+        raise Mistake(m["base_trainable"].format(names=", ".join(others)))
+    return A, B
+
+
+@exercise("LoRA linear layer")
+def check_lora_linear(cls) -> str:
+    """Check ``cls(base: nn.Linear, r, alpha)``, a module computing
+    ``base(x) + (alpha / r) * x A^T B^T`` with trainable ``lora_A [r, in]`` and ``lora_B [out, r]``
+    and a frozen ``base``, against :class:`ptlearn.finetune.LoRALinear`.
+
+    Recognises the mistakes in ``LORA_MISTAKES``: a trainable base, missing or misshapen A/B, an
+    initial output that differs from the base, A and B both zero, a missing, inverted or partial
+    alpha / r scale, a forgotten base output, and a forward pass that edits W.
+    """
+    from torch import nn
+
+    m, g = LORA_MISTAKES, torch.Generator().manual_seed(9)
+    for d_in, d_out, r, alpha in LORA_CASES:
+        torch.manual_seed(0)  # the learner's initialisation is reproducible
+        base = nn.Linear(d_in, d_out)
+        w0 = base.weight.detach().clone()
+        inputs = f"base=nn.Linear({d_in}, {d_out}), r={r}, alpha={alpha}"
+        layer = call(cls, base, r=r, alpha=alpha, inputs=inputs)
+        if not isinstance(layer, nn.Module):
+            raise Mistake(m["not_module"])
+        A, B = lora_parts(layer.eval(), r, d_in, d_out)
+        x = torch.randn(3, 5, d_in, generator=g)  # [B, T, in]
+        y = base(x).detach()  # [B, T, out]  the frozen layer's own output
+        out = expect_tensor(call(layer, x, inputs=describe(x=x)), "the output")
+        expect_shape(out, y.shape, "the output", "A linear layer maps [B, T, in] to [B, T, out].")
+        if not close(out, y):
+            raise Mistake(m["no_base"] if close(out, torch.zeros_like(y)) else m["not_identity"])
+        if not A.detach().any() and not B.detach().any():
+            raise Mistake(m["both_zero"])
+        with torch.no_grad():
+            B.copy_(torch.randn(d_out, r, generator=g))  # as if trained: a non-zero update
+        out = call(layer, x, inputs=describe(x=x))
+        if not torch.equal(base.weight.detach(), w0):
+            raise Mistake(m["base_changed"])
+        delta = x @ A.detach().T @ B.detach().T  # [B, T, out]  B A x
+        if not close(out, y + alpha / r * delta):
+            variants = {
+                m["no_scaling"]: y + delta,
+                m["inverted_scaling"]: y + r / alpha * delta,
+                m["alpha_only"]: y + alpha * delta,
+                m["over_r"]: y + delta / r,
+                m["no_base"]: alpha / r * delta,
+            }
+            raise Mistake(
+                diagnose(out, variants) or "the output differs from W x + b + (alpha / r) B A x."
+            )
+        out.sum().backward()
+        for name, p in (("lora_A", A), ("lora_B", B)):
+            if p.grad is None or not p.grad.any():
+                raise Mistake(m["no_grad"].format(name=name))
+    return (
+        "your layer starts equal to the frozen base, trains only r (in + out) parameters and "
+        "adds (alpha / r) B A x."
+    )
+
+
+BITFIT_MISTAKES = {
+    "nothing": "no parameter is trainable: BitFit trains every bias and the classifier head.",
+    "everything": "every parameter is trainable: that is full fine-tuning. Freeze everything "
+    "first (model.requires_grad_(False)), then switch on the biases and the head.",
+    "head_frozen": "the classifier head is frozen ({names}): a new task's head starts random, so "
+    "it must train.",
+    "norm_weights": "you also train LayerNorm gains ({names}); they are weights, not biases. "
+    "BitFit trains only the parameters named ...bias (and the head).",
+    "norm_biases": "the LayerNorm biases are frozen ({names}): they are bias terms too, and "
+    "BitFit trains every bias.",
+    "weights": "some weight matrices train ({names}): only the bias vectors (and the head) should.",
+    "missing": "these biases are frozen but should train: {names}.",
+    "values_changed": "your function changed parameter values; it should only switch "
+    "requires_grad on and off.",
+}
+
+
+def tiny_classifier():
+    """A two-layer BERT classifier with the course's tiny test sizes (vocab 100, d_model 32)."""
+    from .models import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=100, d_model=32, n_layers=2, n_heads=2, d_ff=64, max_len=32)
+    return BertForSequenceClassification(config, n_classes=3)
+
+
+def shown(names) -> str:
+    """At most three parameter names, for a message."""
+    names = sorted(names)
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+@exercise("BitFit")
+def check_bitfit(fn) -> str:
+    """Check ``fn(model)``, which should leave trainable exactly the bias vectors and the
+    ``classifier`` head of a :class:`ptlearn.BertForSequenceClassification` (returning the model
+    or None), against :func:`ptlearn.finetune.apply_bitfit`.
+
+    Recognises the mistakes in ``BITFIT_MISTAKES``: nothing or everything trainable, a frozen head,
+    LayerNorm gains trained or LayerNorm biases forgotten, weight matrices trained, values changed.
+    """
+    import copy
+
+    from torch import nn
+
+    from .finetune import apply_bitfit
+
+    m, model = BITFIT_MISTAKES, tiny_classifier()
+    reference = copy.deepcopy(model)
+    expected = {n for n, p in apply_bitfit(reference).named_parameters() if p.requires_grad}
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    result = call(fn, model, inputs="a 2-layer BertForSequenceClassification")
+    model = result if isinstance(result, nn.Module) else model
+    params = dict(model.named_parameters())
+    if any(not torch.equal(params[n].detach(), before[n]) for n in before if n in params):
+        raise Mistake(m["values_changed"])
+    got = {n for n, p in params.items() if p.requires_grad}
+    missing, extra = expected - got, got - expected
+    if not got:
+        raise Mistake(m["nothing"])
+    if got == set(params):
+        raise Mistake(m["everything"])
+    checks = [
+        (m["head_frozen"], {n for n in missing if n.startswith("classifier.")}),
+        (m["norm_weights"], {n for n in extra if "norm" in n}),
+        (m["norm_biases"], {n for n in missing if "norm" in n}),
+        (m["weights"], extra),
+        (m["missing"], missing),
+    ]
+    for message, names in checks:
+        if names:
+            raise Mistake(message.format(names=shown(names)))
+    n_trainable = sum(params[n].numel() for n in got)
+    n_bias = sum(n.endswith(".bias") for n in got)
+    return (
+        f"exactly the {n_bias} bias vectors and the head's weight train: {n_trainable:,} of "
+        f"{sum(p.numel() for p in params.values()):,} parameters."
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 10: distillation and int8 quantization
+# ---------------------------------------------------------------------------------------------
+
+DISTILLATION_MISTAKES = {
+    "not_scalar": "return one number (a 0-d tensor): the loss averaged over the batch.",
+    "no_t2": "the soft-target term is not multiplied by T^2. Without it, raising T shrinks the soft "
+    "term's gradients like 1/T^2 and silently hands the weight to the hard-label term (Hinton et "
+    "al. 2015, section 2).",
+    "t_once": "the soft-target term is multiplied by T; the factor is T^2 (its gradients shrink "
+    "like 1/T^2).",
+    "reverse_kl": "the KL divergence runs the wrong way, KL(student || teacher). Distillation uses "
+    "KL(p_teacher || q_student) = sum p (log p - log q): F.kl_div(log_q, log_p, log_target=True), "
+    "student first (as log-probabilities), teacher second.",
+    "probs_input": "F.kl_div got the student's probabilities; its first argument must be "
+    "log-probabilities (F.log_softmax), otherwise the result is not a KL divergence.",
+    "student_not_softened": "only the teacher is softened: divide the student's logits by T too.",
+    "teacher_not_softened": "only the student is softened: divide the teacher's logits by T too.",
+    "no_temperature": "neither set of logits is divided by T: soften both, softmax(z / T).",
+    "mean_reduction": "the KL is averaged over the classes as well as the examples "
+    "(reduction='mean'): sum over classes and average over examples, reduction='batchmean'.",
+    "alpha_swapped": "alpha weights the wrong term: alpha * soft + (1 - alpha) * hard.",
+    "hard_softened": "the hard-label cross-entropy uses softened logits (z / T); it takes the raw "
+    "logits.",
+    "t2_everywhere": "T^2 multiplies the whole loss; it belongs to the soft-target term only.",
+    "teacher_grad": "gradient flows into the teacher's logits: the teacher is fixed, so detach "
+    "them (teacher_logits.detach()) or compute them under torch.no_grad().",
+    "student_grad": "no gradient reaches the student's logits: do not .detach() them or call "
+    ".item() inside the loss.",
+}
+
+# (B, K, T, alpha): T > 1 so that a missing T^2 shows; alpha != 0.5 so that swapping shows
+DISTILLATION_CASES = [(4, 3, 2.0, 0.5), (6, 5, 3.0, 0.7), (5, 2, 4.0, 0.2)]
+
+
+def kd_loss(s, t, y, T, alpha, s_T=None, t_T=None, power=2, reverse=False, probs=False,
+            per_class=False, swap=False, hard_T=1.0, outer=1.0) -> Tensor:  # fmt: skip
+    """The distillation loss with knobs that reproduce the usual mistakes."""
+    log_q = F.log_softmax(s / (T if s_T is None else s_T), dim=-1)  # [B, K]  student
+    log_p = F.log_softmax(t / (T if t_T is None else t_T), dim=-1)  # [B, K]  teacher
+    if reverse:
+        kl = (log_q.exp() * (log_q - log_p)).sum(-1)  # KL(q || p)
+    elif probs:
+        kl = (log_p.exp() * (log_p - log_q.exp())).sum(-1)  # F.kl_div(q, p): q not logged
+    else:
+        kl = (log_p.exp() * (log_p - log_q)).sum(-1)  # KL(p || q)  [B]
+    soft = T**power * kl.mean() / (s.size(-1) if per_class else 1)
+    hard = F.cross_entropy(s / hard_T, y)
+    a = 1 - alpha if swap else alpha
+    return outer * (a * soft + (1 - a) * hard)
+
+
+@exercise("distillation loss")
+def check_distillation_loss(fn) -> str:
+    """Check ``fn(student_logits, teacher_logits, labels, temperature, alpha) -> loss`` against
+    :func:`ptlearn.distill.distillation_loss`:
+    ``alpha * T^2 * KL(softmax(t / T) || softmax(s / T)) + (1 - alpha) * CE(s, labels)``.
+
+    Recognises the mistakes in ``DISTILLATION_MISTAKES``: T^2 missing (or T), KL reversed, F.kl_div
+    fed probabilities, one side or neither softened, KL averaged over classes, alpha swapped, a
+    softened hard term, T^2 on everything, gradients into the teacher or none into the student.
+    """
+    from .distill import distillation_loss
+
+    m, g = DISTILLATION_MISTAKES, torch.Generator().manual_seed(10)
+    for B, K, T, alpha in DISTILLATION_CASES:
+        s = (2 * torch.randn(B, K, generator=g)).requires_grad_()  # [B, K]  student logits
+        t = (3 * torch.randn(B, K, generator=g)).requires_grad_()  # [B, K]  teacher logits
+        y = torch.randint(K, (B,), generator=g)  # [B]
+        inputs = describe(student_logits=s, teacher_logits=t, labels=y) + f", T={T}, alpha={alpha}"
+        got = expect_tensor(call(fn, s, t, y, T, alpha, inputs=inputs), "the loss")
+        if got.numel() != 1:
+            raise Mistake(m["not_scalar"])
+        ref = distillation_loss(s, t, y, T, alpha)
+        if not close(got.reshape(()), ref):
+            a = (s.detach(), t.detach(), y, T, alpha)
+            variants = {
+                m["no_t2"]: kd_loss(*a, power=0),
+                m["t_once"]: kd_loss(*a, power=1),
+                m["reverse_kl"]: kd_loss(*a, reverse=True),
+                m["probs_input"]: kd_loss(*a, probs=True),
+                m["student_not_softened"]: kd_loss(*a, s_T=1.0),
+                m["teacher_not_softened"]: kd_loss(*a, t_T=1.0),
+                m["no_temperature"]: kd_loss(*a, s_T=1.0, t_T=1.0),
+                m["mean_reduction"]: kd_loss(*a, per_class=True),
+                m["alpha_swapped"]: kd_loss(*a, swap=True),
+                m["hard_softened"]: kd_loss(*a, hard_T=T),
+                m["t2_everywhere"]: kd_loss(*a, power=0, outer=T**2),
+            }
+            raise Mistake(
+                diagnose(got.reshape(()).detach(), variants)
+                or f"the loss is {got.item():.4f}, expected {ref.item():.4f} = alpha T^2 "
+                "KL(p_T || q_T) + (1 - alpha) CE."
+            )
+        if not got.requires_grad:
+            raise Mistake(m["student_grad"])
+        got.sum().backward()
+        if t.grad is not None and t.grad.any():
+            raise Mistake(m["teacher_grad"])
+        if s.grad is None or not s.grad.any():
+            raise Mistake(m["student_grad"])
+    return (
+        "alpha T^2 KL(teacher || student) + (1 - alpha) CE, right for three temperatures, and "
+        "the teacher receives no gradient."
+    )
+
+
+QUANTIZE_MISTAKES = {
+    "not_pair": "return two things: the int8 matrix q and the per-row scales s, with "
+    "w ≈ s[:, None] * q.",
+    "dtype": "q has dtype {dtype}; store it as torch.int8 (1 byte a weight, 4x smaller than "
+    "float32): .to(torch.int8) after rounding.",
+    "range": "q holds values outside [-127, 127] (from {lo} to {hi}): the scale must be "
+    "max|w| / 127, so that the largest weight of a row maps to ±127.",
+    "per_tensor": "one scale for the whole matrix: a row of small weights then uses only a few of "
+    "the 255 levels. Give every output row its own scale, w.abs().amax(dim=1) / 127.",
+    "per_column": "the scales run along the columns (one per input feature); ptlearn's Int8Linear "
+    "uses one per output row: w.abs().amax(dim=1) / 127.",
+    "scale_shape": "the scales should be one per output row, shape [{rows}], got {shape}.",
+    "not_finite": "an all-zero row gets the scale 0 (or NaN), and w / 0 is NaN: keep the scale "
+    "away from zero, e.g. scale.clamp(min=1e-12).",
+    "truncated": "values are truncated toward zero (error up to one whole step s) instead of "
+    "rounded (error at most s/2): call torch.round before .to(torch.int8).",
+    "wrong_scale": "your scales are {ratio:.3g} x max|w| / 127. The symmetric int8 range is "
+    "[-127, 127], so each row's scale is max|w_row| / 127: its largest weight becomes ±127.",
+}
+
+
+@exercise("int8 quantization")
+def check_quantize_int8(fn) -> str:
+    """Check ``fn(w [out, in]) -> (q, scale)``: symmetric per-row int8 quantization as in
+    :class:`ptlearn.distill.Int8Linear`, ``scale = max|w_row| / 127``, ``q = round(w / scale)``
+    in int8, so that ``|scale[:, None] * q - w| <= scale / 2``.
+
+    Recognises the mistakes in ``QUANTIZE_MISTAKES``: a float q, values outside [-127, 127], one
+    scale per tensor or per column, NaN on a zero row, truncation instead of rounding, and a scale
+    other than max|w| / 127.
+    """
+    m, g = QUANTIZE_MISTAKES, torch.Generator().manual_seed(11)
+    magnitudes = torch.tensor([1e-3, 1e-2, 0.1, 1.0, 10.0, 0.0])  # rows of very different sizes
+    for rows, cols in [(6, 10), (6, 4)]:
+        w = torch.randn(rows, cols, generator=g) * magnitudes[:, None]  # [out, in]; row 5 is zero
+        result = call(fn, w.clone(), inputs=f"w {[rows, cols]} (its last row is all zeros)")
+        if not (isinstance(result, (tuple, list)) and len(result) == 2):
+            raise Mistake(m["not_pair"])
+        q = expect_tensor(result[0], "q", finite=False)
+        scale = torch.as_tensor(result[1], dtype=torch.float32)
+        expect_shape(q, (rows, cols), "q", "q has the shape of w.")
+        if q.dtype != torch.int8:
+            raise Mistake(m["dtype"].format(dtype=q.dtype))
+        if scale.numel() == 1:
+            raise Mistake(m["per_tensor"])
+        if scale.numel() == cols and cols != rows:
+            raise Mistake(m["per_column"])
+        if scale.numel() != rows:
+            raise Mistake(m["scale_shape"].format(rows=rows, shape=list(scale.shape)))
+        scale = scale.reshape(rows, 1)  # [out, 1]
+        if not (torch.isfinite(scale).all() and (scale > 0).all()):
+            raise Mistake(m["not_finite"])
+        qf = q.float()
+        if qf.min() < -127 or qf.max() > 127:
+            raise Mistake(m["range"].format(lo=int(qf.min()), hi=int(qf.max())))
+        ref = w.abs().amax(dim=1, keepdim=True) / 127  # [out, 1]
+        if not close(scale[:-1], ref[:-1]):  # the zero row may use any positive scale
+            ratio = (scale[:-1] / ref[:-1]).median().item()
+            raise Mistake(m["wrong_scale"].format(ratio=ratio))
+        err = (scale * qf - w).abs()  # [out, in]  at most half a step when rounded
+        if (err > scale / 2 * (1 + 1e-3)).any():
+            if (err <= scale * (1 + 1e-3)).all():
+                raise Mistake(m["truncated"])
+            raise Mistake("scale[:, None] * q does not give w back within half a step scale / 2.")
+    return "per-row scales max|w| / 127 and rounded int8 values: every weight within half a step."

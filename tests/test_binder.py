@@ -59,13 +59,21 @@ def test_binder_post_build_installs_ptlearn_from_the_repository():
     assert not re.search(r"pip install[^\n]*\bptlearn\b(?!-course)", post_build)
 
 
+def post_build_installs() -> set[str]:
+    """Packages that binder/postBuild installs with pip (besides the repository itself)."""
+    text = (ROOT / "binder" / "postBuild").read_text()
+    words = re.findall(r"pip install ([^\n]+)", text)
+    return {w.lower() for line in words for w in line.split() if not w.startswith("-") and w != "."}
+
+
 def test_binder_installs_every_package_the_notebooks_import():
-    reqs = requirement_names(ROOT / "binder" / "requirements.txt") | {"ptlearn-course"}
+    reqs = requirement_names(ROOT / "binder" / "requirements.txt") | post_build_installs()
+    reqs |= {"ptlearn-course"}
     notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
     assert notebooks, "the course has no notebooks"
     for nb in notebooks:
         for name in notebook_imports(nb):
-            dist = DIST_FOR_IMPORT.get(name, name).lower()
+            dist = DIST_FOR_IMPORT.get(name, name).lower().replace("_", "-")
             dist = PROVIDED_BY.get(dist, dist)
             assert dist in reqs, (
                 f"{nb.name} imports {name}, which binder/requirements.txt does not install"

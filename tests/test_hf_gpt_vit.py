@@ -6,7 +6,8 @@ import json
 import pytest
 import torch
 
-from ptlearn.models import GPT, ViTForImageClassification, ViTModel
+from ptlearn.hf import FAMILIES
+from ptlearn.models import GPT, GPT_PRESETS, GPTConfig, ViTForImageClassification, ViTModel
 
 transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
@@ -119,6 +120,16 @@ def test_vit_from_hf_matches_outputs_and_attentions(name, cls):
     pixels = torch.randn(3, c.num_channels, c.image_size, c.image_size)
     field = "logits" if cls == "ViTForImageClassification" else "last_hidden_state"
     assert_same(run(ours, pixels), run(hf, pixels), fields=(field,))
+
+
+def test_gpt2_preset_is_hf_gpt2_small_with_the_same_parameter_count():
+    config_from_hf = FAMILIES["gpt2"][0]
+    gpt2_small = config_from_hf(GPT, transformers.GPT2Config().to_dict())  # HF's defaults
+    assert gpt2_small == GPTConfig(**GPT_PRESETS["gpt2"], dropout=0.1)
+    for fields in GPT2_CONFIGS.values():  # same architecture -> same count, tied head once
+        hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=100, **fields))
+        ours = GPT(config_from_hf(GPT, hf.config.to_dict()))
+        assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in hf.parameters())
 
 
 def test_save_pretrained_then_from_pretrained(tmp_path):
