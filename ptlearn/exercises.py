@@ -1433,3 +1433,322 @@ def check_quantize_int8(fn) -> str:
                 raise Mistake(m["truncated"])
             raise Mistake("scale[:, None] * q does not give w back within half a step scale / 2.")
     return "per-row scales max|w| / 127 and rounded int8 values: every weight within half a step."
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 06: ALBERT (factorized embeddings, sentence-order pairs; Lan et al. 2019)
+# ---------------------------------------------------------------------------------------------
+
+FACTORIZED_MISTAKES = {
+    "bert": "without d_embed (BERT) the token embedding is one V x H table: vocab_size * d_model "
+    "parameters. For V={V}, H={H} that is {ref:,}; you returned {got:,}.",
+    "no_projection": "you counted only the V x E table. The factorized embedding also needs the "
+    "projection from E up to the model width H: an nn.Linear(E, H).",
+    "no_bias": "the E -> H projection is an nn.Linear, so it has a bias too: E * H weights + H "
+    "biases.",
+    "bias_size": "the projection's bias has one entry per output, so H of them, not E.",
+    "unfactorized": "with d_embed given, the table is V x E, not V x H: shrinking that table is "
+    "the whole point of the factorization.",
+    "not_a_number": "return the number of parameters as an int, not a {kind}.",
+}
+# (vocab_size V, d_model H, d_embed E): BERT-base, ALBERT-base, ALBERT-xxlarge, tiny, large E
+FACTORIZED_CASES = [(30000, 768, None), (30000, 768, 128), (30000, 4096, 128), (100, 32, 8),
+                    (50000, 1024, 256)]  # fmt: skip
+
+
+def embedding_parameters(vocab_size: int, d_model: int, d_embed: int | None = None) -> int:
+    """Parameters of the token embedding: BERT's ``nn.Embedding(V, H)``, or ALBERT's
+    ``nn.Embedding(V, E)`` followed by ``nn.Linear(E, H)``, counted on the meta device (no memory)."""
+    from torch import nn
+
+    with torch.device("meta"):
+        if d_embed is None:
+            modules = [nn.Embedding(vocab_size, d_model)]
+        else:
+            modules = [nn.Embedding(vocab_size, d_embed), nn.Linear(d_embed, d_model)]
+    return sum(p.numel() for m in modules for p in m.parameters())
+
+
+@exercise("factorized embedding parameters")
+def check_factorized_param_count(fn) -> str:
+    """Check ``fn(vocab_size, d_model, d_embed=None) -> int``: the parameters of the token
+    embedding, V * H for BERT (no ``d_embed``) and V * E + (E * H + H) for ALBERT (the table plus
+    the E -> H ``nn.Linear``). Recognises a missing projection, a missing or wrong-sized bias and
+    an unfactorized table."""
+    import numbers
+
+    m = FACTORIZED_MISTAKES
+    for V, H, E in FACTORIZED_CASES:
+        got = call(fn, V, H, E, inputs=f"vocab_size={V}, d_model={H}, d_embed={E}")
+        if isinstance(got, Tensor) and got.numel() == 1:
+            got = got.item()
+        if isinstance(got, bool) or not isinstance(got, numbers.Real):
+            raise Mistake(m["not_a_number"].format(kind=type(got).__name__))
+        ref = embedding_parameters(V, H, E)
+        if got == ref:
+            continue
+        if E is None:
+            raise Mistake(m["bert"].format(V=V, H=H, ref=ref, got=got))
+        variants = {
+            m["no_projection"]: V * E,
+            m["no_bias"]: V * E + E * H,
+            m["bias_size"]: V * E + E * H + E,
+            m["unfactorized"]: V * H,
+        }
+        found = next((message for message, wrong in variants.items() if got == wrong), None)
+        raise Mistake(
+            found
+            or f"for V={V}, H={H}, E={E} the embedding has V*E + E*H + H = {ref:,} "
+            f"parameters; you returned {got:,}."
+        )
+    return (
+        "right for BERT (V x H) and ALBERT (V x E + E x H + H). At ALBERT-base sizes that is "
+        f"{embedding_parameters(30000, 768, 128):,} instead of {embedding_parameters(30000, 768):,}."
+    )
+
+
+SOP_MISTAKES = {
+    "not_a_list": "return a list of (segment_a, segment_b, label) triples, not a {kind}.",
+    "count": "a document of {n} segments has {pairs} consecutive pairs (0, 1), (1, 2), ...: one "
+    "example each. You returned {got}.",
+    "triple": "each example should be a triple (segment_a, segment_b, label); example {i} is {ex!r}.",
+    "inverted": "the labels are inverted: 0 means 'in the original order' and 1 'swapped' (HF's "
+    "sentence_order_label).",
+    "constant_label": "every label is {label}: the label must say whether that pair was swapped "
+    "(swap[i] True -> 1).",
+    "never_swapped": "the labels are right but the segments are never swapped: when swap[i] is "
+    "True the example is (document[i + 1], document[i], 1).",
+    "not_consecutive": "example {i} is not a pair of neighbouring segments: SOP only uses "
+    "consecutive segments i and i + 1 (both from the same document, so the topic gives nothing "
+    "away; only the order can be wrong).",
+    "changed_input": "your function changed the document; build new lists instead.",
+}
+
+
+def sop_reference(document, swap):
+    """ALBERT's SOP examples from one document: consecutive segments, in order (0) or swapped (1)."""
+    return [
+        (document[i + 1], document[i], 1) if s else (document[i], document[i + 1], 0)
+        for i, s in enumerate(swap)
+    ]
+
+
+def as_triples(result) -> list[tuple[list[int], list[int], int]]:
+    """The learner's examples as ([ids], [ids], int) triples (tuples/lists/tensors accepted)."""
+    if not isinstance(result, list | tuple):
+        raise Mistake(SOP_MISTAKES["not_a_list"].format(kind=type(result).__name__))
+    triples = []
+    for i, ex in enumerate(result):
+        if not isinstance(ex, list | tuple) or len(ex) != 3:
+            raise Mistake(SOP_MISTAKES["triple"].format(i=i, ex=ex))
+        try:
+            triples.append(([int(t) for t in ex[0]], [int(t) for t in ex[1]], int(ex[2])))
+        except (TypeError, ValueError):
+            raise Mistake(SOP_MISTAKES["triple"].format(i=i, ex=ex)) from None
+    return triples
+
+
+@exercise("sentence-order pairs")
+def check_sop_pairs(fn) -> str:
+    """Check ``fn(document, swap) -> [(segment_a, segment_b, label), ...]``: one SOP example per
+    pair of consecutive segments of ``document`` (a list of token-id lists); ``swap[i]`` says
+    whether pair i is swapped. In order: ``(document[i], document[i + 1], 0)``; swapped:
+    ``(document[i + 1], document[i], 1)``. Recognises inverted or constant labels, pairs that are
+    never swapped, non-consecutive pairs, a wrong number of examples and a changed input."""
+    m, g = SOP_MISTAKES, torch.Generator().manual_seed(0)
+    for n in (5, 2, 4, 1):
+        document = [torch.randint(5, 100, (3 + i,), generator=g).tolist() for i in range(n)]
+        swap = [bool(s) for s in torch.rand(n - 1, generator=g) < 0.5]
+        if n > 2:
+            swap[0], swap[1] = True, False  # at least one pair of each kind
+        given = [list(seg) for seg in document]
+        got = as_triples(call(fn, given, list(swap), inputs=f"a document of {n} segments"))
+        if given != document:
+            raise Mistake(m["changed_input"])
+        if len(got) != n - 1:
+            raise Mistake(m["count"].format(n=n, pairs=n - 1, got=len(got)))
+        ref = sop_reference(document, swap)
+        if got == ref:
+            continue
+        labels, ref_labels = [t[2] for t in got], [t[2] for t in ref]
+        segments = [(a, b) for a, b, _ in got]
+        if segments == [(a, b) for a, b, _ in ref] and labels == [1 - x for x in ref_labels]:
+            raise Mistake(m["inverted"])
+        if len(set(labels)) == 1 and len(set(ref_labels)) > 1:
+            raise Mistake(m["constant_label"].format(label=labels[0]))
+        if labels == ref_labels and segments == [
+            (document[i], document[i + 1]) for i in range(n - 1)
+        ]:
+            raise Mistake(m["never_swapped"])
+        for i, (a, b) in enumerate(segments):
+            if {tuple(a), tuple(b)} != {tuple(document[i]), tuple(document[i + 1])}:
+                raise Mistake(m["not_consecutive"].format(i=i))
+        i = next(i for i, (x, y) in enumerate(zip(got, ref)) if x != y)
+        raise Mistake(f"example {i} is {got[i]}, expected {ref[i]} (swap[{i}] = {swap[i]}).")
+    return "consecutive segments, swapped exactly where asked, labelled 0 = in order, 1 = swapped."
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 07: ViT (patches as tokens; MAE's random patch mask)
+# ---------------------------------------------------------------------------------------------
+
+PATCHIFY_MISTAKES = {
+    "shape": "the result has shape {got}, expected {ref} = [B, N, P*P*C] with N = (H/P) * (W/P) "
+    "patches. {hint}",
+    "channels_axis": "the channels are still a separate axis: each patch must be ONE vector of "
+    "P*P*C numbers (its pixels row by row, channels last).",
+    "not_flat": "each patch is still a P x P grid: flatten it into one vector of P*P*C numbers.",
+    "strips": "your 'patches' are runs of consecutive pixels (strips of whole rows), not P x P "
+    "squares: a plain reshape cannot cut squares. Reshape to [B, C, H/P, P, W/P, P] and permute "
+    "before flattening.",
+    "column_order": "the patches are in column-major order. ViT numbers patches row by row "
+    "(raster order): patch 1 is to the right of patch 0, not below it.",
+    "pixels_transposed": "the patches are right but inside each patch the pixels are listed "
+    "column by column; list them row by row.",
+    "channels_first": "inside each patch the values are ordered channel first (C, P, P); "
+    "ptlearn's patchify, like MAE, lists them row, column, then channel (channels last).",
+}
+# (B, C, H, P): grey 8x8 digits with 2x2 patches, RGB with 3x3 patches, one patch per image
+PATCHIFY_CASES = [(2, 1, 8, 2), (3, 3, 6, 3), (2, 3, 8, 4), (1, 1, 4, 4)]
+
+
+def patchify_variants(images: Tensor, P: int) -> dict[str, Tensor]:
+    """What the usual patchify mistakes return, for :func:`check_patchify`."""
+    B, C, H, W = images.shape
+    h, w, m = H // P, W // P, PATCHIFY_MISTAKES
+    grid = images.reshape(B, C, h, P, w, P)  # [B, C, h, P, w, P]
+    return {
+        m["strips"]: images.reshape(B, h * w, P * P * C),
+        m["column_order"]: grid.permute(0, 4, 2, 3, 5, 1).reshape(B, h * w, -1),
+        m["pixels_transposed"]: grid.permute(0, 2, 4, 5, 3, 1).reshape(B, h * w, -1),
+        m["channels_first"]: grid.permute(0, 2, 4, 1, 3, 5).reshape(B, h * w, -1),
+    }
+
+
+@exercise("patchify")
+def check_patchify(fn) -> str:
+    """Check ``fn(images, patch_size) -> patches``: ``[B, C, H, W]`` -> ``[B, N, P*P*C]``, the
+    patches in raster order (row by row), each patch's pixels row by row with the channels last,
+    as :func:`ptlearn.models.vit.patchify`. Recognises wrong shapes, strips instead of squares,
+    column-major patch order, transposed pixels and channel-first patches."""
+    from .models.vit import patchify
+
+    m, g = PATCHIFY_MISTAKES, torch.Generator().manual_seed(0)
+    for B, C, H, P in PATCHIFY_CASES:
+        images = torch.randn(B, C, H, H, generator=g)
+        got = expect_tensor(
+            call(fn, images.clone(), P, inputs=f"images {list(images.shape)}, patch_size={P}"),
+            "the result",
+        )
+        ref = patchify(images, P)  # [B, N, P*P*C]
+        N = ref.size(1)
+        if tuple(got.shape) in {(B, C, N, P * P), (B, N, C, P * P)}:
+            raise Mistake(m["channels_axis"])
+        if tuple(got.shape) in {(B, N, P, P * C), (B, N, P, P, C), (B, N, C, P, P)}:
+            raise Mistake(m["not_flat"])
+        hint = f"(images {list(images.shape)}, patch_size={P})"
+        if got.shape != ref.shape:
+            raise Mistake(m["shape"].format(got=list(got.shape), ref=list(ref.shape), hint=hint))
+        if close(got, ref):
+            continue
+        raise Mistake(
+            diagnose(got, patchify_variants(images, P))
+            or f"the shape is right but the values differ from ptlearn's patchify {hint}."
+        )
+    return "the right patches in raster order, pixels row by row, channels last (4 shapes)."
+
+
+PATCH_MASK_MISTAKES = {
+    "pair": "return (keep_idx, mask): keep_idx [B, n_keep] (the visible patches) and mask [B, N] "
+    "(bool, True = hidden).",
+    "keep_shape": "keep_idx has shape {got}, expected {ref}: n_keep = int(N * (1 - mask_ratio)) "
+    "= {n_keep} visible patches per image.",
+    "ratio_inverted": "you kept int(N * mask_ratio) patches; mask_ratio is the fraction HIDDEN, "
+    "so keep n_keep = int(N * (1 - mask_ratio)).",
+    "rounding": "for N={N} and mask_ratio={ratio} keep int(N * (1 - mask_ratio)) = {n_keep} "
+    "patches (round down, as ptlearn and MAE do); you kept {got}.",
+    "mask_shape": "mask has shape {got}, expected [B, N] = {ref}.",
+    "mask_dtype": "mask should be a bool tensor (True = hidden), not {dtype}.",
+    "mask_inverted": "the mask is inverted: True must mean HIDDEN (the patches the encoder does "
+    "not see), so each row has N - n_keep True values.",
+    "mask_count": "each mask row should hide N - n_keep = {hidden} patches; row {row} hides {got}.",
+    "range": "keep_idx holds indices outside [0, N).",
+    "duplicates": "keep_idx repeats a patch in row {row}: draw WITHOUT replacement, e.g. the "
+    "first n_keep entries of a random permutation (torch.rand(B, N).argsort(dim=1)).",
+    "unsorted": "keep_idx is not sorted: sort each row (.sort(dim=1).values) so the visible "
+    "patches stay in raster order; ViTMAE's decoder puts them back in that order.",
+    "inconsistent": "keep_idx and mask disagree: a kept patch is marked hidden in row {row}.",
+    "same_mask": "every image got the same mask: draw a separate random permutation per image.",
+    "not_random": "the masks are not uniform: patch {patch} is kept in {freq:.0%} of the draws, "
+    "expected about {expected:.0%}. Every patch must be equally likely to be kept.",
+}
+
+
+def check_one_mask(result, B: int, N: int, ratio: float) -> tuple[Tensor, Tensor]:
+    """The structural checks of :func:`check_patch_mask` on one call's result."""
+    m, n_keep = PATCH_MASK_MISTAKES, int(N * (1 - ratio))
+    if not isinstance(result, tuple | list) or len(result) != 2:
+        raise Mistake(m["pair"])
+    keep_idx = expect_tensor(result[0], "keep_idx")
+    mask = expect_tensor(result[1], "mask")
+    if keep_idx.dim() == 2 and keep_idx.size(0) == B and keep_idx.size(1) != n_keep:
+        if keep_idx.size(1) == int(N * ratio) and int(N * ratio) != n_keep:
+            raise Mistake(m["ratio_inverted"])
+        if abs(keep_idx.size(1) - N * (1 - ratio)) < 1:
+            raise Mistake(
+                m["rounding"].format(N=N, ratio=ratio, n_keep=n_keep, got=keep_idx.size(1))
+            )
+    if tuple(keep_idx.shape) != (B, n_keep):
+        raise Mistake(
+            m["keep_shape"].format(got=list(keep_idx.shape), ref=[B, n_keep], n_keep=n_keep)
+        )
+    if tuple(mask.shape) != (B, N):
+        raise Mistake(m["mask_shape"].format(got=list(mask.shape), ref=[B, N]))
+    if mask.dtype != torch.bool:
+        raise Mistake(m["mask_dtype"].format(dtype=mask.dtype))
+    if keep_idx.dtype.is_floating_point or keep_idx.min() < 0 or keep_idx.max() >= N:
+        raise Mistake(m["range"])
+    for row in range(B):
+        if len(set(keep_idx[row].tolist())) != n_keep:
+            raise Mistake(m["duplicates"].format(row=row))
+    hidden = mask.sum(dim=1)  # [B]
+    if n_keep != N - n_keep and bool((hidden == n_keep).all()):
+        raise Mistake(m["mask_inverted"])
+    if not bool((hidden == N - n_keep).all()):
+        row = int((hidden != N - n_keep).nonzero()[0])
+        raise Mistake(m["mask_count"].format(hidden=N - n_keep, row=row, got=int(hidden[row])))
+    if not bool((keep_idx.diff(dim=1) > 0).all()):
+        raise Mistake(m["unsorted"])
+    if mask.gather(1, keep_idx).any():
+        row = int(mask.gather(1, keep_idx).any(dim=1).nonzero()[0])
+        raise Mistake(m["inconsistent"].format(row=row))
+    return keep_idx, mask
+
+
+@exercise("random patch mask")
+def check_patch_mask(fn) -> str:
+    """Check ``fn(batch, n_patches, mask_ratio) -> (keep_idx, mask)`` against MAE's rule
+    (:func:`ptlearn.objectives.random_patch_mask`): per image, keep ``int(N * (1 - mask_ratio))``
+    patches chosen uniformly without replacement; ``keep_idx [B, n_keep]`` sorted, ``mask [B, N]``
+    bool with True = hidden. Recognises wrong counts (inverted ratio, rounding), an inverted mask,
+    duplicates, unsorted or inconsistent indices, one mask for the whole batch and a mask that is
+    not uniformly random."""
+    m = PATCH_MASK_MISTAKES
+    torch.manual_seed(0)  # the learner's function draws from torch's global generator
+    for B, N, ratio in ((4, 16, 0.75), (3, 10, 0.75), (2, 49, 0.6), (5, 4, 0.5)):
+        result = call(fn, B, N, ratio, inputs=f"batch={B}, n_patches={N}, mask_ratio={ratio}")
+        check_one_mask(result, B, N, ratio)
+    B, N, ratio = 2000, 16, 0.75
+    keep_idx, mask = check_one_mask(
+        call(fn, B, N, ratio, inputs=f"batch={B}, n_patches={N}, mask_ratio={ratio}"), B, N, ratio
+    )
+    if bool((mask == mask[:1]).all()):
+        raise Mistake(m["same_mask"])
+    freq = (~mask).float().mean(dim=0)  # [N]  how often each patch is kept
+    expected = 1 - ratio
+    worst = int((freq - expected).abs().argmax())
+    if abs(float(freq[worst]) - expected) > 0.06:  # 6 standard deviations at B=2000
+        raise Mistake(
+            m["not_random"].format(patch=worst, freq=float(freq[worst]), expected=expected)
+        )
+    return "the right number of patches, kept uniformly at random per image, sorted and consistent."

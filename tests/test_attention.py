@@ -4,6 +4,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ptlearn.attention import (
     KVCache,
@@ -96,6 +98,34 @@ def test_causal_mask_leaks_nothing_from_the_future(need_weights):
         (grad,) = torch.autograd.grad(out[0, t].sum(), x, retain_graph=True)
         assert torch.all(grad[0, t + 1 :] == 0), f"position {t} sees the future"
         assert grad[0, : t + 1].abs().sum() > 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    batch=st.integers(1, 3),
+    length=st.integers(1, 24),
+    n_heads=st.integers(1, 4),
+    d_head=st.integers(1, 8),
+    cut=st.integers(0, 23),
+    need_weights=st.booleans(),
+    seed=st.integers(0, 10_000),
+)
+def test_causal_attention_never_looks_ahead_for_random_shapes(
+    batch, length, n_heads, d_head, cut, need_weights, seed
+):
+    """Rewriting every token after position ``cut`` leaves the outputs up to ``cut`` unchanged."""
+    torch.manual_seed(seed)
+    cut = cut % length
+    mha = MultiHeadAttention(n_heads * d_head, n_heads)
+    x = torch.randn(batch, length, n_heads * d_head)
+    changed = x.clone()
+    changed[:, cut + 1 :] = torch.randn_like(changed[:, cut + 1 :]) * 10
+    out, w = mha(x, causal=True, need_weights=need_weights)
+    out_changed, _ = mha(changed, causal=True, need_weights=need_weights)
+    torch.testing.assert_close(out_changed[:, : cut + 1], out[:, : cut + 1], rtol=1e-5, atol=1e-5)
+    if need_weights:  # [B, H, T, T]: nothing above the diagonal, rows still sum to 1
+        assert torch.all(w.triu(diagonal=1) == 0)
+        torch.testing.assert_close(w.sum(-1), torch.ones(batch, n_heads, length))
 
 
 def test_padded_keys_get_exactly_zero_weight():

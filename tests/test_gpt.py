@@ -3,6 +3,8 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ptlearn.models import GPT, GPTConfig
 from ptlearn.models.gpt import filter_logits
@@ -55,6 +57,20 @@ def test_output_at_t_has_no_gradient_from_later_inputs():
     model(torch.randint(0, V, (1, T))).logits[0, t].sum().backward()
     grad = captured["x"].grad[0].abs().sum(-1)  # [T]
     assert torch.all(grad[t + 1 :] == 0) and torch.all(grad[: t + 1] > 0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(length=st.integers(2, 24), cut=st.integers(0, 22), seed=st.integers(0, 10_000))
+def test_changing_later_tokens_never_changes_earlier_logits(length, cut, seed):
+    """The whole model is causal: logits up to ``cut`` ignore every token after it."""
+    torch.manual_seed(seed)
+    model, cut = tiny(max_len=24), cut % (length - 1)
+    ids = torch.randint(0, V, (2, length))
+    changed = ids.clone()
+    changed[:, cut + 1 :] = torch.randint(0, V, changed[:, cut + 1 :].shape)
+    with torch.no_grad():
+        logits, logits_changed = model(ids).logits, model(changed).logits  # [B, T, V]
+    torch.testing.assert_close(logits_changed[:, : cut + 1], logits[:, : cut + 1])
 
 
 def test_padding_mask_hides_keys():

@@ -11,13 +11,15 @@ tensors from ``model(..., output_attentions=True)`` (ptlearn and HF models alike
   :func:`attention_explorer`, :func:`fill_mask_playground`, :func:`generation_playground`,
   :func:`vit_explorer`, :func:`patch_masking_view`, :func:`parameter_budget`,
   :func:`attention_replay`, :func:`head_step_by_step`, :func:`softmax_temperature_demo`,
-  :func:`rollout_explorer`, and the Trainer callback :class:`LiveMonitor`;
+  :func:`rollout_explorer`, :func:`error_explorer` (a classifier's mistakes with its [CLS]
+  attention, beside :func:`plot_confusion_matrix`), and the Trainer callback :class:`LiveMonitor`;
 - offline export: :func:`export_html` (one self-contained interactive page);
 - bertviz: :func:`head_view`, :func:`model_view` (bertviz itself is imported only when called).
 """
 
 from .bertviz_bridge import head_view, model_view
 from .budget import parameter_breakdown, parameter_budget
+from .error_analysis import classify_with_attention, error_explorer, plot_confusion_matrix
 from .export import attention_view, attention_view_data, export_html
 from .figures import save_figure
 from .lessons import attention_steps, head_step_by_step, softmax_temperature_demo
@@ -44,6 +46,8 @@ __all__ = [
     "attention_steps",
     "attention_view",
     "attention_view_data",
+    "classify_with_attention",
+    "error_explorer",
     "export_html",
     "fill_mask_playground",
     "fill_mask_predictions",
@@ -58,6 +62,7 @@ __all__ = [
     "plot_attention",
     "plot_attention_arcs",
     "plot_attention_grid",
+    "plot_confusion_matrix",
     "plot_history",
     "plot_position_similarity",
     "plot_positional_encoding",

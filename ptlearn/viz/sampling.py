@@ -135,7 +135,9 @@ def sample_steps(
     generator = torch.Generator().manual_seed(int(seed))
     limit, ids, steps = context_limit(model), list(ids), []
     for _ in range(max_new_tokens):
-        logits = run_model(model, ids[-limit:] if limit else ids).logits[0, -1].float().cpu()  # [V]
+        # slide a window of limit - 1 tokens: training never scores the prediction made at the last
+        # position (it has no next token), so a model's logits there are untrained
+        logits = run_model(model, ids[1 - limit :] if limit else ids).logits[0, -1].float().cpu()
         nucleus = None if top_p is None or top_p >= 1 else top_p
         probs = torch.softmax(
             filter_logits(logits[None] / temperature, top_k or None, nucleus)[0], -1

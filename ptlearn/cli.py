@@ -1,0 +1,348 @@
+"""The ``ptlearn`` command: train, fine-tune, benchmark, and start the course.
+
+::
+
+    ptlearn train gpt                                   # char-level Tiny Shakespeare, 90 s on a CPU
+    ptlearn train vit --data digits --time-budget 60    # 8x8 digits, >= 98% test accuracy
+    ptlearn train bert --data grammar --out runs/bert   # MLM + NSP with a WordPiece tokenizer
+    ptlearn finetune bert --data sst2 --from runs/bert  # a classifier on the pretrained encoder
+    ptlearn train gpt --nproc 2                         # the same run on 2 processes (DDP)
+    ptlearn bench throughput                            # ptlearn vs HF transformers
+    ptlearn course                                      # copy the notebooks, start JupyterLab
+
+``train`` and ``finetune`` show a progress bar (stderr), write checkpoints into ``--out``
+(default ``runs/<model>-<data>``), continue from the checkpoint there unless ``--no-resume``,
+and end with one JSON line of final metrics on stdout, for scripts to read.
+
+A budget (``--time-budget``/``--steps``) is the run's total, counted over resumed runs: run
+again with the same budget after an interruption and it finishes the rest; give a larger one to
+train longer (the cosine schedule is then stretched to the new end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import filecmp
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+BENCHMARKS = {
+    "attention": "attention_scaling.py",
+    "kv-cache": "kv_cache.py",
+    "throughput": "throughput.py",
+    "time-to-quality": "time_to_quality.py",
+    "vit-digits": "vit_digits.py",
+    "pretrain-bert": "pretrain_bert.py",
+    "ddp": "ddp_scaling.py",
+    "all": "run_all.sh",
+}
+
+
+class CLIError(Exception):
+    """A mistake in the command line or its inputs: printed as one message, exit status 2."""
+
+
+# --- train / finetune -------------------------------------------------------------------------
+
+
+def _check_device(device: str) -> None:
+    from .device import get_device
+
+    if device != "auto":
+        get_device(device)  # ValueError with the reason when CUDA is not there
+
+
+def _budget(config, args):
+    """The TrainConfig with the command line's budget, output folder and seed."""
+    changes = {"out_dir": str(args.out), "seed": args.seed, "device": args.device}
+    if args.time_budget is not None or args.steps is not None:
+        changes.update(time_budget=args.time_budget, max_steps=args.steps)
+    steps = changes.get("max_steps", config.max_steps)
+    if steps is not None and config.warmup_steps > steps:
+        changes["warmup_steps"] = steps // 10  # a short run still warms up, briefly
+    for name in ("eval_every", "checkpoint_every"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
+    if args.no_progress:
+        changes["progress"] = False
+    if args.compile:
+        changes["compile"] = True
+    return dataclasses.replace(config, **changes)
+
+
+def _check_resumable(out: Path, model) -> None:
+    """Refuse to resume a checkpoint of another shape (a different --preset or model)."""
+    from .checkpoint import _to_jsonable, read_meta
+
+    meta = read_meta(out)
+    if meta.get("model_config") != _to_jsonable(model.config):
+        raise CLIError(
+            f"{out} holds a checkpoint of a different model ({meta.get('model_class')}, "
+            f"{meta.get('model_config')}). Pass --no-resume to train from scratch there, or "
+            f"choose another --out."
+        )
+
+
+def _summary(trainer, recipe, wall: float, resumed_from: int | None) -> dict:
+    """The final JSON line: validation metrics, amount of training, speed, and what ran."""
+    last = trainer.history.last("eval") or {}
+    state = trainer.state
+    result = {"val_loss": last.get("loss")}
+    result.update({f"val_{k}": v for k, v in last.items() if k not in ("step", "split", "loss")})
+    seconds = max(state.elapsed, 1e-9)
+    result.update(steps=state.step, seconds=round(state.elapsed, 2))
+    if recipe.info["model"] == "vit":
+        per_image = recipe.model.config.n_patches + 1  # patch tokens plus [CLS]
+        result["images_per_s"] = round(state.tokens_seen / seconds, 1)
+        result["tokens_per_s"] = round(state.tokens_seen * per_image / seconds, 1)
+    else:
+        result["tokens_per_s"] = round(state.tokens_seen / seconds, 1)
+    result.update(recipe.info, device=str(trainer.device), world_size=trainer.world_size)
+    result.update(resumed_from_step=resumed_from, wall_seconds=round(wall, 2))
+    result["checkpoint"] = str(trainer.last_checkpoint) if trainer.last_checkpoint else None
+    return result
+
+
+def run_recipe(recipe, args) -> dict:
+    """Train ``recipe`` as the command line says; returns the summary (printed by rank 0)."""
+    import torch
+
+    from .checkpoint import CHECKPOINT_DIR
+    from .recipes import save_run_files
+    from .training import Trainer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    config = _budget(recipe.config, args)
+    out = Path(args.out)
+    resume = not args.no_resume and (out / CHECKPOINT_DIR).exists()
+    if resume:
+        _check_resumable(out, recipe.model)
+    trainer = Trainer(
+        recipe.model, config, recipe.train_data, recipe.eval_data,
+        collate_fn=recipe.collate_fn, metrics=recipe.metrics, resume=resume,
+    )  # fmt: skip
+    resumed_from = trainer.state.step if resume else None
+    if trainer.rank == 0:
+        save_run_files(recipe, out)
+        if resume:
+            _say(f"resuming from {out / CHECKPOINT_DIR} at step {resumed_from}")
+    trainer.fit()
+    result = _summary(trainer, recipe, time.perf_counter() - start, resumed_from)
+    if trainer.rank == 0:
+        print(json.dumps(result), flush=True)
+    return result
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """``argv`` minus ``--nproc N``: each torchrun worker then runs the command as one process
+    (and torchrun's own parser would take ``--nproc`` for an abbreviation of its options)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip or arg.startswith("--nproc="):
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        else:
+            kept.append(arg)
+    return kept
+
+
+def _relaunch(argv: list[str], nproc: int) -> int:
+    """Run this same command on ``nproc`` processes under torchrun (DDP; gloo on CPUs)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += [f"--nproc_per_node={nproc}", "-m", "ptlearn.cli", *_without_nproc(argv)]
+    _say("launching: " + " ".join(cmd[1:]))
+    return subprocess.call(cmd)
+
+
+def cmd_train(args, argv) -> int:
+    from .recipes import DATA, build
+
+    if args.nproc > 1:
+        return _relaunch(argv, args.nproc)
+    _check_device(args.device)
+    data = args.data or DATA[args.model][0]
+    args.out = args.out or Path("runs") / f"{args.model}-{data}"
+    run_recipe(build(args.model, data, args.preset, args.device, args.seed), args)
+    return 0
+
+
+def cmd_finetune(args, argv) -> int:
+    from .recipes import build_finetune
+
+    if args.nproc > 1:
+        return _relaunch(argv, args.nproc)
+    _check_device(args.device)
+    args.out = args.out or Path("runs") / f"{args.model}-{args.data}-finetune"
+    if args.from_dir and Path(args.from_dir).resolve() == Path(args.out).resolve():
+        raise CLIError(
+            "--from and --out are the same folder: the fine-tuning run would overwrite it."
+        )
+    recipe = build_finetune(
+        args.model, args.data, args.preset, args.device, args.seed, from_dir=args.from_dir
+    )
+    run_recipe(recipe, args)
+    return 0
+
+
+# --- bench --------------------------------------------------------------------------------------
+
+
+def benchmarks_dir() -> Path:
+    """``benchmarks/`` of a source checkout (the scripts are not part of the wheel)."""
+    import ptlearn
+
+    folder = Path(ptlearn.__file__).resolve().parents[1] / "benchmarks"
+    if not folder.is_dir():
+        raise CLIError(
+            "The benchmark scripts live in the source repository, not in the installed package: "
+            "clone the repository and `pip install -e .` there to run `ptlearn bench`."
+        )
+    return folder
+
+
+def cmd_bench(args, argv) -> int:
+    script = benchmarks_dir() / BENCHMARKS[args.name]
+    if not script.is_file():
+        raise CLIError(f"{script} is missing from this checkout.")
+    runner = ["bash"] if script.suffix == ".sh" else [sys.executable]
+    _say("running: " + " ".join([*runner, str(script), *args.args]))
+    return subprocess.call([*runner, str(script), *args.args], cwd=script.parents[1])
+
+
+# --- course -------------------------------------------------------------------------------------
+
+
+def course_dir() -> Path:
+    """Where the course notebooks are: ``ptlearn/course`` in a wheel (pyproject ships
+    ``notebooks/`` there), else ``notebooks/`` beside the package in a source checkout."""
+    import ptlearn
+
+    candidates = []
+    try:
+        candidates.append(Path(str(resources.files("ptlearn") / "course")))
+    except (ModuleNotFoundError, TypeError):
+        pass
+    candidates.append(Path(ptlearn.__file__).resolve().parents[1] / "notebooks")
+    for folder in candidates:
+        if folder.is_dir() and any(folder.glob("*.ipynb")):
+            return folder
+    raise CLIError(f"No course notebooks found (looked in {', '.join(map(str, candidates))}).")
+
+
+def copy_course(source: Path, target: Path) -> dict[str, list[str]]:
+    """Copy every notebook of ``source`` into ``target``; never overwrite a learner's edits.
+
+    Returns the file names by outcome: ``copied`` (new), ``unchanged`` (already identical) and
+    ``kept`` (present with different content: the learner's version stays).
+    """
+    target.mkdir(parents=True, exist_ok=True)
+    outcome = {"copied": [], "unchanged": [], "kept": []}
+    for notebook in sorted(source.glob("*.ipynb")):
+        dest = target / notebook.name
+        if not dest.exists():
+            shutil.copy2(notebook, dest)
+            outcome["copied"].append(notebook.name)
+        elif filecmp.cmp(notebook, dest, shallow=False):
+            outcome["unchanged"].append(notebook.name)
+        else:
+            outcome["kept"].append(notebook.name)
+    return outcome
+
+
+def cmd_course(args, argv) -> int:
+    target = Path(args.dir)
+    outcome = copy_course(course_dir(), target)
+    _say(f"{len(outcome['copied'])} notebook(s) copied into {target}")
+    for name in outcome["kept"]:
+        _say(f"kept your edited {target / name} (not overwritten; delete it to get a fresh copy)")
+    if args.no_launch:
+        return 0
+    cmd = ["jupyter", "lab", str(target)]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # JupyterLab refuses to run as root without it
+    _say("starting: " + " ".join(cmd))
+    try:
+        return subprocess.call(cmd)
+    except FileNotFoundError as err:
+        raise CLIError("JupyterLab is not installed: pip install jupyterlab") from err
+
+
+# --- the parser ---------------------------------------------------------------------------------
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--time-budget", type=float, help="seconds of training (total over resumes)")
+    p.add_argument("--steps", type=int, help="optimizer steps (total over resumes)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--out", type=Path, help="run folder (default: runs/<model>-<data>)")
+    p.add_argument("--preset", help="cpu, gpu or tiny (default: gpu on CUDA, else cpu)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nproc", type=int, default=1, help="processes (DDP under torchrun)")
+    p.add_argument("--threads", type=int, help="torch CPU threads per process")
+    p.add_argument("--no-resume", action="store_true", help="ignore a checkpoint in --out")
+    p.add_argument("--eval-every", type=int, help="steps between evaluations (default: at the end)")
+    p.add_argument(
+        "--checkpoint-every", type=int, help="steps between checkpoints (and at the end)"
+    )
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (GPUs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .recipes import FINETUNE_DATA, RECIPES
+
+    parser = argparse.ArgumentParser(prog="ptlearn", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="pretrain a model on a corpus")
+    train.add_argument("model", choices=list(RECIPES))
+    train.add_argument(
+        "--data", help="tinyshakespeare or grammar (gpt, bert, albert); digits (vit)"
+    )
+    _add_run_options(train)
+    train.set_defaults(func=cmd_train)
+    finetune = sub.add_parser("finetune", help="train a sentence classifier")
+    finetune.add_argument("model", choices=["bert", "albert"])
+    finetune.add_argument("--data", default="sst2", help=", ".join(FINETUNE_DATA))
+    finetune.add_argument("--from", dest="from_dir", help="a `ptlearn train` --out folder")
+    _add_run_options(finetune)
+    finetune.set_defaults(func=cmd_finetune)
+    bench = sub.add_parser("bench", help="run a benchmark script (source checkout only)")
+    bench.add_argument("name", choices=list(BENCHMARKS))
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="passed on to the script")
+    bench.set_defaults(func=cmd_bench)
+    course = sub.add_parser("course", help="copy the course notebooks and start JupyterLab")
+    course.add_argument("dir", nargs="?", default="ptlearn-course")
+    course.add_argument("--no-launch", action="store_true", help="copy only; do not start Jupyter")
+    course.set_defaults(func=cmd_course)
+    return parser
+
+
+def _say(message: str) -> None:
+    print(f"ptlearn: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``ptlearn`` console script; returns the exit status."""
+    from .data import DataNotFoundError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args, argv)
+    except (CLIError, ValueError, DataNotFoundError, FileNotFoundError) as err:
+        parser.exit(2, f"ptlearn: error: {err}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Chapter 08 checkers: ELECTRA's replaced-token labels and T5's span corruption.
+
+Each buggy function is a mistake learners make; each test asserts the checker's exact verdict.
+"""
+
+import torch
+
+from ptlearn.exercises import (
+    RTD_MISTAKES,
+    SPAN_MISTAKES,
+    CheckResult,
+    check_rtd_labels,
+    check_span_corruption,
+    sentinel_spans,
+)
+from ptlearn.pretraining import replace_and_label, spans_to_sentinels
+
+
+def fails_with(result: CheckResult, message: str) -> bool:
+    return isinstance(result, CheckResult) and not result.passed and result.message == message
+
+
+# --- replaced-token detection labels -----------------------------------------------------------
+
+
+def test_rtd_reference_passes():
+    assert check_rtd_labels(replace_and_label).passed
+
+
+def test_rtd_not_implemented_and_crash_are_verdicts():
+    def stub(original_ids, chosen, sampled_ids, attention_mask):
+        raise NotImplementedError
+
+    def crash(original_ids, chosen, sampled_ids, attention_mask):
+        return original_ids @ chosen  # matmul of [B, T] by [B, T]
+
+    assert "not implemented yet" in check_rtd_labels(stub).message
+    assert "your function raised RuntimeError" in check_rtd_labels(crash).message
+
+
+def test_rtd_labels_taken_from_chosen():
+    def buggy(original_ids, chosen, sampled_ids, attention_mask):
+        corrupted = torch.where(chosen, sampled_ids, original_ids)
+        return corrupted, chosen.long().masked_fill(attention_mask == 0, -100)
+
+    assert fails_with(check_rtd_labels(buggy), RTD_MISTAKES["labels_from_chosen"])
+
+
+def test_rtd_labels_from_samples_everywhere():
+    def buggy(original_ids, chosen, sampled_ids, attention_mask):
+        corrupted = torch.where(chosen, sampled_ids, original_ids)
+        labels = (sampled_ids != original_ids).long()
+        return corrupted, labels.masked_fill(attention_mask == 0, -100)
+
+    assert fails_with(check_rtd_labels(buggy), RTD_MISTAKES["labels_from_samples"])
+
+
+def test_rtd_inverted_labels():
+    def buggy(original_ids, chosen, sampled_ids, attention_mask):
+        corrupted, labels = replace_and_label(original_ids, chosen, sampled_ids, attention_mask)
+        return corrupted, torch.where(labels == -100, labels, 1 - labels)
+
+    assert fails_with(check_rtd_labels(buggy), RTD_MISTAKES["inverted"])
+
+
+def test_rtd_padding_not_ignored():
+    def buggy(original_ids, chosen, sampled_ids, attention_mask):
+        corrupted = torch.where(chosen, sampled_ids, original_ids)
+        return corrupted, (corrupted != original_ids).float()  # float labels are accepted
+
+    assert fails_with(check_rtd_labels(buggy), RTD_MISTAKES["padding"].format(value=[0]))
+
+
+def test_rtd_wrong_corruption():
+    def everywhere(original_ids, chosen, sampled_ids, attention_mask):
+        return replace_and_label(original_ids, torch.ones_like(chosen), sampled_ids, attention_mask)
+
+    def nowhere(original_ids, chosen, sampled_ids, attention_mask):
+        return replace_and_label(original_ids, chosen, original_ids, attention_mask)
+
+    assert fails_with(check_rtd_labels(everywhere), RTD_MISTAKES["replaced_everywhere"])
+    assert fails_with(check_rtd_labels(nowhere), RTD_MISTAKES["not_replaced"])
+
+
+def test_rtd_wrong_return_type():
+    result = check_rtd_labels(lambda o, c, s, a: o)
+    assert not result.passed and "return a pair (corrupted_ids, labels)" in result.message
+
+
+# --- span corruption ---------------------------------------------------------------------------
+
+
+def test_span_reference_passes():
+    assert check_span_corruption(spans_to_sentinels).passed
+    assert check_span_corruption(sentinel_spans).passed  # the checker's own model of the rule
+
+
+def test_span_mistakes_are_named():
+    cases = {
+        "per_token": dict(per_token=True),
+        "same_sentinel": dict(same=True),
+        "no_final": dict(final=False),
+        "no_target_sentinels": dict(tagged=False),
+    }
+    for mistake, kwargs in cases.items():
+
+        def buggy(ids, noise_mask, sentinel_ids, kwargs=kwargs):
+            return sentinel_spans(ids, noise_mask, sentinel_ids, **kwargs)
+
+        assert fails_with(check_span_corruption(buggy), SPAN_MISTAKES[mistake]), mistake
+
+
+def test_span_dropped_tokens_left_in_input():
+    def buggy(ids, noise_mask, sentinel_ids):
+        _, targets = spans_to_sentinels(ids, noise_mask, sentinel_ids)
+        inputs, k = [], 0
+        for i, (token, noisy) in enumerate(zip(ids, noise_mask)):
+            if noisy and (i == 0 or not noise_mask[i - 1]):
+                inputs.append(sentinel_ids[k])
+                k += 1
+            inputs.append(token)  # the dropped token stays
+        return inputs, targets
+
+    assert fails_with(check_span_corruption(buggy), SPAN_MISTAKES["kept_in_input"])
+
+
+def test_span_other_mistakes_show_both_answers():
+    def buggy(ids, noise_mask, sentinel_ids):
+        inputs, targets = spans_to_sentinels(ids, noise_mask, sentinel_ids)
+        return inputs, targets[::-1]
+
+    result = check_span_corruption(buggy)
+    assert not result.passed and "expected" in result.message and "you returned" in result.message
