@@ -257,9 +257,55 @@ def test_fill_mask_playground_predictions_and_attention_row():
     np.testing.assert_allclose(box.current["attention_row"], model.attentions[1][0, 1, 2].numpy())
     box.controls["text"].value = "[MASK] cat [MASK] on the mat"
     assert box.current["masks"] == [1, 3]
+    assert box.current["mask"] == 1  # a new text shows its first [MASK] ...
+    assert_menu_shows(box.controls["mask"], "#1 (position 1)", 0)  # ... and the menu says so
     box.controls["mask"].value = 1
     assert box.current["mask"] == 3
     np.testing.assert_allclose(box.current["attention_row"], model.attentions[1][0, 1, 3].numpy())
+
+
+def assert_menu_shows(menu, label, value) -> None:
+    """The drop-down has a selection (a browser shows ``label``), consistent with its value."""
+    assert menu.index is not None, "the menu shows a blank selection"
+    assert (menu.label, menu.value) == (label, value)
+    assert menu.options[menu.index] == (label, value)
+
+
+def test_fill_mask_playground_menu_selects_the_mask_it_shows():
+    # ipywidgets 8 leaves a menu created without options blank when options arrive later
+    model, tok = FakeMLM(), WordTokenizer()
+    box = viz.fill_mask_playground(model, tok, text="the [MASK] sat", top_k=3)
+    menu = box.controls["mask"]
+    assert menu.options == (("#1 (position 2)", 0),)
+    assert_menu_shows(menu, "#1 (position 2)", 0)
+    assert box.current["mask"] == 2
+    box.controls["text"].value = "[MASK] cat [MASK] on the mat"
+    assert_menu_shows(menu, "#1 (position 1)", 0)
+    menu.value = 1
+    assert_menu_shows(menu, "#2 (position 3)", 1)
+    assert box.current["mask"] == 3
+    box.controls["text"].value = "the cat [MASK] on the [MASK]"  # same count: back to the first
+    assert_menu_shows(menu, "#1 (position 3)", 0)
+    assert box.current["mask"] == 3
+    box.controls["text"].value = "the cat sat"  # no [MASK]: an empty menu, nothing shown
+    assert menu.options == () and menu.index is None
+    assert box.current["masks"] == [] and box.current["mask"] is None
+    box.controls["text"].value = "the [MASK] sat"  # and back
+    assert_menu_shows(menu, "#1 (position 2)", 0)
+    assert box.current["mask"] == 2
+
+
+def test_generation_playground_labels_are_not_clipped():
+    box = viz.generation_playground(FakeLM(), WordTokenizer(), prompt="the", max_new_tokens=4)
+    for name, control in box.controls.items():
+        if name != "generate":
+            assert control.style.description_width == "initial", name
+    fig = box.figure
+    fig.canvas.draw()
+    inside = fig.bbox
+    for artist in [*box.figure.axes[0].get_xticklabels(), box.figure.axes[0].yaxis.label]:
+        extent = artist.get_window_extent()
+        assert extent.y0 >= inside.y0 - 1 and extent.x0 >= inside.x0 - 1, artist
 
 
 def test_generation_playground_greedy_colours_and_reproducible_sampling():

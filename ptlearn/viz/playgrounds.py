@@ -48,14 +48,18 @@ def fill_mask_playground(
     fig = new_figure(11, 3.8)
     ax_pred, ax_attn = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 2]})
     box = FigureBox(controls, fig, middle=[summary])
-    state = {"result": first}
+    state = {"result": first, "updating": False}
 
     def draw(_=None):
+        if state["updating"]:  # run() is swapping the [MASK] menu; it draws once when done
+            return
         result = state["result"]
         ax_pred.clear()
         ax_attn.clear()
         masks, k = result["masks"], controls["mask"].value or 0
-        if masks:
+        if not masks:
+            box.current.update(mask=None, attention_row=None)
+        else:
             tokens, probs = zip(*result["predictions"][k])
             ax_pred.barh(
                 range(len(tokens))[::-1], probs, tick_label=[display_token(t) for t in tokens]
@@ -80,7 +84,14 @@ def fill_mask_playground(
         )
         summary.value = predictions_html(result)
         options = [(f"#{i + 1} (position {p})", i) for i, p in enumerate(result["masks"])]
-        controls["mask"].options = options  # may fire draw() through the observer
+        state["updating"] = True
+        try:
+            controls["mask"].options = options
+            # ipywidgets 8 keeps no selection (a blank menu) when options are set on a menu that had
+            # none; 7 selects the first. Select the first [MASK] explicitly: the one draw() shows.
+            controls["mask"].index = 0 if options else None
+        finally:
+            state["updating"] = False
         draw()
 
     controls["text"].observe(run, names="value")
@@ -118,17 +129,23 @@ def generation_playground(
     ``box.current`` holds ``text`` (the generated continuation), ``steps`` (see
     :func:`ptlearn.viz.sampling.sample_steps`) and ``html``.
     """
+    # whole labels ("temperature", not "temperat..."), in ipywidgets 7 and 8
+    wide = {"description_width": "initial"}
     controls = {
-        "prompt": widgets.Text(value=prompt, description="prompt"),
+        "prompt": widgets.Text(value=prompt, description="prompt", style=wide),
         "temperature": widgets.FloatSlider(
-            value=temperature, min=0.1, max=2.0, step=0.05, description="temperature"
+            value=temperature, min=0.1, max=2.0, step=0.05, description="temperature", style=wide
         ),
-        "top_k": widgets.IntSlider(value=top_k, min=0, max=100, description="top-k (0=off)"),
+        "top_k": widgets.IntSlider(
+            value=top_k, min=0, max=100, description="top-k (0=off)", style=wide
+        ),
         "top_p": widgets.FloatSlider(
-            value=top_p, min=0.05, max=1.0, step=0.05, description="top-p"
+            value=top_p, min=0.05, max=1.0, step=0.05, description="top-p", style=wide
         ),
-        "length": widgets.IntSlider(value=max_new_tokens, min=1, max=200, description="length"),
-        "seed": widgets.IntSlider(value=seed, min=0, max=99, description="seed"),
+        "length": widgets.IntSlider(
+            value=max_new_tokens, min=1, max=200, description="length", style=wide
+        ),
+        "seed": widgets.IntSlider(value=seed, min=0, max=99, description="seed", style=wide),
         "generate": widgets.Button(description="Generate"),
     }
     text_view, table = widgets.HTML(), widgets.HTML()
@@ -160,7 +177,10 @@ def generation_playground(
         ax.clear()
         draw_token_bars(ax, pieces, np.array([s["prob"] for s in steps]), color="C2")
         ax.set(ylim=(0, 1), ylabel="p(chosen)", title="probability of each generated token")
-        fig.subplots_adjust(bottom=0.3)
+        if all(len(display_token(p)) <= 2 for p in pieces):  # characters read best upright
+            ax.tick_params(axis="x", labelrotation=0)
+        # fit the rotated token labels, the y label and the title inside the figure: nothing clipped
+        fig.tight_layout(pad=1.0)
         box.current.update(text="".join(pieces), steps=steps, html=text_view.value)
         box.render(static_changed=True)
 
