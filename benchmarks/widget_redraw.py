@@ -16,10 +16,12 @@ closer to trained heads). The ViT rows use 197 tokens (224 x 224 image, 16 x 16 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import matplotlib
 
@@ -114,6 +116,11 @@ def vit_rows(n: int) -> list[tuple]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--changes", type=int, default=20, help="control changes timed per action")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent / "results" / "widget_redraw.json",
+    )
     args = parser.parse_args()
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     rows = []
@@ -142,6 +149,18 @@ def main() -> None:
             f"{cpu:.0f} | {ok} |"
         )
     print(f"# load average while running: {os.getloadavg()[0]:.1f} (a quiet 2-core machine: < 1)")
+    records = [
+        {
+            "data": data, "widget": widget, "control": control,
+            "wall_median_ms": round(statistics.median(w for w, _ in times), 1),
+            "cpu_median_ms": round(statistics.median(c for _, c in times), 1),
+        }
+        for data, widget, control, times in rows
+    ]  # fmt: skip
+    meta = {"target_ms": TARGET_MS, "changes": args.changes, "threads": torch.get_num_threads(),
+            "load_average": round(os.getloadavg()[0], 1)}  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({**meta, "rows": records}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -156,7 +156,7 @@ FAMILIES: dict[str, tuple] = {}
 
 
 # --------------------------------------------------------------------------------------------
-# BERT and ALBERT (helper-4)
+# BERT and ALBERT
 # --------------------------------------------------------------------------------------------
 # HF BERT layer i lives at ``encoder.layer.{i}``; HF ALBERT keeps its shared layer once, at
 # ``encoder.albert_layer_groups.0.albert_layers.0`` (num_hidden_groups=1), or one per layer
@@ -408,7 +408,7 @@ FAMILIES["albert"] = (albert_config_from_hf, albert_weights_from_hf)
 
 
 # --------------------------------------------------------------------------------------------
-# GPT-2 and ViT (helper-5)
+# GPT-2 and ViT
 # --------------------------------------------------------------------------------------------
 
 # GPT-2 writes its linear layers as ``Conv1D``: y = x @ W + b with W of shape [in, out], the

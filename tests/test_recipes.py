@@ -137,3 +137,22 @@ def test_finetune_on_real_text_pads_batches_with_the_tokenizer(data_dir):
     batch = recipe.collate_fn([recipe.train_data[i] for i in range(4)])
     assert batch["input_ids"].shape[1] <= recipe.model.config.max_len
     assert recipe.model(**batch).logits.shape == (4, 4)
+
+
+def test_image_batches_shift_each_digit_by_at_most_max_shift():
+    from ptlearn.recipes import random_image_batch
+
+    pixels = torch.zeros(4, 1, 8, 8)
+    pixels[:, :, 3:5, 3:5] = 1.0  # a 2x2 blob in the middle of every image
+    labels = torch.arange(4)
+    g = torch.Generator().manual_seed(0)
+    plain = random_image_batch(pixels, labels, 64, g)
+    assert torch.equal(plain["pixel_values"], pixels[plain["labels"]])
+    shifted = random_image_batch(pixels, labels, 64, g, max_shift=1)[
+        "pixel_values"
+    ]  # [64, 1, 8, 8]
+    assert shifted.shape == (64, 1, 8, 8) and torch.all(
+        shifted.sum((1, 2, 3)) == 4
+    )  # moved, not cut
+    rows = shifted.sum((1, 3)).argmax(-1)  # the first row the blob covers, per image
+    assert set(rows.tolist()) == {2, 3, 4}  # shifted up, not at all, or down by one pixel
