@@ -35,6 +35,11 @@ VARIANTS = {  # name -> {"model": {...}, "train": {...}, "batch_size": ...} chan
     "lr1e-2": {"train": {"lr": 1e-2}},
     "4-layers-ff2": {"model": {"d_ff": 256, "n_layers": 4}},
     "b32": {"batch_size": 32},
+    # the "cpu" preset: narrower, a higher learning rate after a longer warm-up, decay to zero
+    "d96-lr8e-3-wu100": {
+        "model": {"d_ff": 192, "d_model": 96},
+        "train": {"lr": 8e-3, "warmup_steps": 100, "min_lr_ratio": 0.0},
+    },
 }
 
 
