@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["describe_device", "get_device", "scale_for_device"]
+__all__ = [
+    "autocast_dtype",
+    "describe_device",
+    "get_device",
+    "needs_grad_scaler",
+    "scale_for_device",
+]
 
 _CHOICES = ("auto", "cpu", "cuda", "mps")
 
@@ -46,6 +52,37 @@ def get_device(prefer: str | torch.device = "auto") -> torch.device:
             "(torch.backends.mps.is_available() is False). Use 'auto' or 'cpu'."
         )
     return device
+
+
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+
+
+def autocast_dtype(device: str | torch.device, mode: str = "auto") -> torch.dtype | None:
+    """The dtype to autocast to on ``device``, or None for plain fp32.
+
+    ``"auto"`` uses mixed precision only where it is fast: bf16 on GPUs that compute it natively
+    (compute capability >= 8.0: A100, H100, RTX 30xx/40xx), fp16 on older ones (T4, V100, P100),
+    which then needs a ``torch.amp.GradScaler`` (see :func:`needs_grad_scaler`). A T4 reports
+    ``torch.cuda.is_bf16_supported()`` as True, but only through slow emulation, so that flag is
+    not used. CPUs and Apple GPUs train in fp32 unless ``mode`` asks for "bf16" or "fp16".
+    ``"off"`` always means fp32.
+    """
+    if mode not in AMP_MODES:
+        raise ValueError(f"Unknown AMP mode {mode!r}; choose one of {', '.join(AMP_MODES)}.")
+    device = torch.device(device)
+    if mode == "off":
+        return None
+    if mode != "auto":
+        return torch.bfloat16 if mode == "bf16" else torch.float16
+    if device.type != "cuda":
+        return None
+    major, _ = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16
+
+
+def needs_grad_scaler(dtype: torch.dtype | None) -> bool:
+    """fp16 has a narrow range: small gradients underflow to 0 unless the loss is scaled up."""
+    return dtype == torch.float16
 
 
 def describe_device(device: str | torch.device | None = None) -> str:

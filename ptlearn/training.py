@@ -56,8 +56,7 @@ from .checkpoint import (
     save_checkpoint,
     unwrap_model,
 )
-
-AMP_MODES = ("auto", "bf16", "fp16", "off")
+from .device import AMP_MODES, autocast_dtype, get_device, needs_grad_scaler
 
 
 class TrainingDivergedError(RuntimeError):
@@ -77,14 +76,18 @@ class TrainConfig:
     batch_size: int | None = None  # per-rank batch for datasets; informational for batch_fn
     grad_clip: float | None = 1.0  # max global gradient norm; None: no clipping
     grad_accum: int = 1  # micro-batches per optimizer step
-    amp: str = "auto"  # "auto": bf16 on CUDA if supported, else fp16; always off on CPU
+    amp: str = (
+        "auto"  # see ptlearn.device.autocast_dtype: "auto" = bf16/fp16 on CUDA, fp32 elsewhere
+    )
     eval_every: int | None = None  # steps between evaluations (and one at the end)
     eval_batches: int = 20  # batches per evaluation when eval_data is a batch function
     log_every: int = 10  # steps per history record (mean loss over the window)
     seed: int = 0
     out_dir: str | None = None  # checkpoints go to out_dir/checkpoint; None: none written
     checkpoint_every: int | None = None  # steps between checkpoints (and one at the end)
-    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
+    device: str | torch.device = (
+        "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps" | a torch.device
+    )
     compile: bool = False  # torch.compile the model for training
     progress: bool = True  # show a tqdm progress bar
 
@@ -112,8 +115,14 @@ class TrainConfig:
         for name in ("grad_accum", "eval_batches", "log_every"):
             need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1, name, ">= 1")
         need(self.amp in AMP_MODES, "amp", f"must be one of {AMP_MODES}")
-        ok_device = self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
-        need(ok_device, "device", 'must be "auto", "cpu", "cuda" or "cuda:N"')
+        if isinstance(self.device, torch.device):
+            self.device = str(self.device)
+        name = str(self.device).split(":")[0]
+        need(
+            name in ("auto", "cpu", "cuda", "mps"),
+            "device",
+            'must be "auto", "cpu", "cuda[:N]" or "mps"',
+        )
         need(bool(self.out_dir) or not self.checkpoint_every, "checkpoint_every", "needs out_dir")
 
 
@@ -277,22 +286,11 @@ def _destroy_process_group() -> None:
 
 
 def _resolve_device(name: str, local_rank: int, world: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f'TrainConfig.device="{name}" but CUDA is not available; use "auto".')
-    if name == "cuda" and world > 1:
-        name = f"cuda:{local_rank}"
-    return torch.device(name)
-
-
-def _amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: only on CUDA (bf16 where the GPU has it, else fp16); None = fp32."""
-    if device.type != "cuda" or mode == "off":
-        return None
-    if mode == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if mode == "bf16" else torch.float16
+    """ptlearn.device.get_device's choice; under torchrun each CUDA rank takes its own GPU."""
+    device = get_device(name)
+    if device.type == "cuda" and world > 1 and device.index is None:
+        device = torch.device(f"cuda:{local_rank}")
+    return device
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device):
@@ -343,9 +341,9 @@ class Trainer:
         set_seed(cfg.seed + self.rank)
         self.model = unwrap_model(model).to(self.device)
         self.optimizer = make_optimizer(self.model, cfg, self.device)
-        self.amp_dtype = _amp_dtype(cfg.amp, self.device)
+        self.amp_dtype = autocast_dtype(self.device, cfg.amp)
         self.scaler = torch.amp.GradScaler(
-            self.device.type, enabled=self.amp_dtype == torch.float16
+            self.device.type, enabled=needs_grad_scaler(self.amp_dtype)
         )
         self._train_model = self._wrap(self.model)
         args = (collate_fn, cfg.batch_size, cfg.seed, self.rank, self.world_size)
@@ -387,7 +385,7 @@ class Trainer:
     def _autocast(self):
         if self.amp_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     def _all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
         if self.world_size > 1:

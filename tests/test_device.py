@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from ptlearn import device as device_mod
-from ptlearn.device import describe_device, get_device, scale_for_device
+from ptlearn.device import (
+    autocast_dtype,
+    describe_device,
+    get_device,
+    needs_grad_scaler,
+    scale_for_device,
+)
 
 
 @pytest.fixture
@@ -86,3 +92,45 @@ def test_scale_for_device():
 
 def test_scale_for_device_default(no_accelerator):
     assert scale_for_device({"a": 1}, {"a": 2}) == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    ("capability", "expected"),
+    [
+        ((7, 5), torch.float16),
+        ((7, 0), torch.float16),
+        ((6, 0), torch.float16),
+        ((8, 0), torch.bfloat16),
+        ((9, 0), torch.bfloat16),
+    ],
+)
+def test_autocast_dtype_follows_native_bf16_not_emulation(monkeypatch, capability, expected):
+    # A T4 (7.5) says is_bf16_supported() is True through emulation: fp16 + GradScaler is faster.
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert autocast_dtype("cuda") == expected
+    assert needs_grad_scaler(autocast_dtype("cuda")) == (expected == torch.float16)
+
+
+@pytest.mark.parametrize("device", ["cpu", "mps"])
+def test_autocast_dtype_is_fp32_on_cpu_and_mps_unless_asked(device):
+    assert autocast_dtype(device) is None
+    assert autocast_dtype(device, "bf16") == torch.bfloat16
+    assert autocast_dtype(device, "off") is None
+    with pytest.raises(ValueError, match="Unknown AMP mode 'half'"):
+        autocast_dtype(device, "half")
+
+
+def test_trainconfig_accepts_every_device_get_device_returns():
+    from ptlearn.training import TrainConfig
+
+    for device in (
+        "auto",
+        "cpu",
+        "cuda",
+        "cuda:1",
+        "mps",
+        torch.device("cpu"),
+        torch.device("mps"),
+    ):
+        assert TrainConfig(max_steps=1, device=device).device == str(device)
