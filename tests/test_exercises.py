@@ -10,24 +10,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ptlearn import exercises
 from ptlearn.attention import causal_mask, scaled_dot_product_attention
-from ptlearn.exercises import (
+from ptlearn.exercises import ch03
+from ptlearn.exercises.ch01 import (
     ATTENTION_MISTAKES,
-    BPE_MISTAKES,
     CAUSAL_MISTAKES,
-    LAYER_NORM_MISTAKES,
-    SINUSOIDAL_MISTAKES,
     SPLIT_MISTAKES,
-    CheckResult,
     check_attention,
-    check_bpe_merge,
     check_causal_mask,
-    check_layer_norm,
-    check_pair_counts,
-    check_sinusoidal,
     check_split_heads,
 )
+from ptlearn.exercises.ch02 import (
+    LAYER_NORM_MISTAKES,
+    SINUSOIDAL_MISTAKES,
+    check_layer_norm,
+    check_sinusoidal,
+)
+from ptlearn.exercises.ch03 import BPE_MISTAKES, check_bpe_merge, check_pair_counts
+from ptlearn.exercises.framework import CheckResult
 from ptlearn.layers import sinusoidal_encoding
 
 
@@ -248,7 +248,7 @@ def test_layer_norm_reference_and_mistakes():
 def test_pair_counts_reference_and_mistakes():
     from collections import Counter
 
-    assert check_pair_counts(exercises.pair_counts)
+    assert check_pair_counts(ch03.pair_counts)
     assert check_pair_counts(lambda ids: Counter(zip(ids, ids[1:])))
 
     def drops_last(ids):
@@ -261,7 +261,7 @@ def test_pair_counts_reference_and_mistakes():
 
 
 def test_bpe_merge_reference_and_mistakes():
-    assert check_bpe_merge(exercises.merge_pair)
+    assert check_bpe_merge(ch03.merge_pair)
 
     def no_skip(ids, pair, new_id):  # replaces a match but then visits its second token again
         return [new_id if (a, b) == pair else a for a, b in zip(ids, ids[1:] + [None])]
@@ -278,7 +278,7 @@ def test_bpe_merge_reference_and_mistakes():
         return out
 
     def in_place(ids, pair, new_id):
-        ids[:] = exercises.merge_pair(ids, pair, new_id)
+        ids[:] = ch03.merge_pair(ids, pair, new_id)
         return ids
 
     m = BPE_MISTAKES

@@ -4,17 +4,19 @@ gets its own message, and an unfinished stub is reported without raising."""
 import torch
 import torch.nn.functional as F
 
-from ptlearn.exercises import (
+from ptlearn.exercises.ch04 import (
     CAUSAL_LM_MISTAKES,
     GREEDY_MISTAKES,
-    MLM_MISTAKES,
-    PAIR_MISTAKES,
     TOP_K_MISTAKES,
     check_causal_lm_loss,
     check_greedy_decode,
+    check_top_k,
+)
+from ptlearn.exercises.ch05 import (
+    MLM_MISTAKES,
+    PAIR_MISTAKES,
     check_mlm_masking,
     check_sentence_pair,
-    check_top_k,
 )
 from ptlearn.models.gpt import filter_logits
 from ptlearn.objectives import causal_lm_shift, mask_tokens, pair_example

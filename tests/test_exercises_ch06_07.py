@@ -8,19 +8,21 @@ checker gives for one of them.
 import pytest
 import torch
 
-from ptlearn.exercises import (
+from ptlearn.exercises.ch06 import (
     FACTORIZED_MISTAKES,
-    PATCH_MASK_MISTAKES,
-    PATCHIFY_MISTAKES,
     SOP_MISTAKES,
-    CheckResult,
     check_factorized_param_count,
-    check_patch_mask,
-    check_patchify,
     check_sop_pairs,
     embedding_parameters,
     sop_reference,
 )
+from ptlearn.exercises.ch07 import (
+    PATCH_MASK_MISTAKES,
+    PATCHIFY_MISTAKES,
+    check_patch_mask,
+    check_patchify,
+)
+from ptlearn.exercises.framework import CheckResult
 from ptlearn.models import AlbertConfig, AlbertModel, BertConfig, BertModel
 from ptlearn.models.vit import patchify
 from ptlearn.objectives import random_patch_mask

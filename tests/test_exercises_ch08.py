@@ -5,14 +5,14 @@ Each buggy function is a mistake learners make; each test asserts the checker's 
 
 import torch
 
-from ptlearn.exercises import (
+from ptlearn.exercises.ch08 import (
     RTD_MISTAKES,
     SPAN_MISTAKES,
-    CheckResult,
     check_rtd_labels,
     check_span_corruption,
     sentinel_spans,
 )
+from ptlearn.exercises.framework import CheckResult
 from ptlearn.pretraining import replace_and_label, spans_to_sentinels
 
 

@@ -8,14 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ptlearn.exercises import (
-    BITFIT_MISTAKES,
+from ptlearn.exercises.ch09 import BITFIT_MISTAKES, LORA_MISTAKES, check_bitfit, check_lora_linear
+from ptlearn.exercises.ch10 import (
     DISTILLATION_MISTAKES,
-    LORA_MISTAKES,
     QUANTIZE_MISTAKES,
-    check_bitfit,
     check_distillation_loss,
-    check_lora_linear,
     check_quantize_int8,
 )
 from ptlearn.finetune import LoRALinear, apply_bitfit

@@ -1,0 +1,100 @@
+"""The shared framework of the exercise checkers: verdicts, calling the learner's code safely,
+comparing tensors and naming the mistake that reproduces a wrong result."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+
+Tensor = torch.Tensor
+
+
+class Mistake(Exception):
+    """Raised inside a checker; its message tells the learner what is wrong and how to fix it."""
+
+
+@dataclass
+class CheckResult:
+    """The verdict of a checker. ``bool(result)`` is ``result.passed``."""
+
+    name: str
+    passed: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __str__(self) -> str:
+        return f"{'✅ PASSED' if self.passed else '❌ NOT YET'} [{self.name}] {self.message}"
+
+
+def exercise(name: str):
+    """Turn ``check(*learner_fns) -> success message`` (raising :class:`Mistake` for a mistake)
+    into a checker that prints its verdict and returns a :class:`CheckResult`."""
+
+    def decorate(check):
+        @functools.wraps(check)
+        def run(*args, **kwargs) -> CheckResult:
+            try:
+                result = CheckResult(name, True, check(*args, **kwargs))
+            except Mistake as mistake:
+                result = CheckResult(name, False, str(mistake))
+            print(result)
+            return result
+
+        return run
+
+    return decorate
+
+
+def call(fn, *args, inputs: str, **kwargs):
+    """Call the learner's ``fn`` on copies of the tensor arguments (an in-place edit must not change
+    the reference's inputs); turn "not implemented yet" and crashes into a :class:`Mistake` that
+    says what the function was called with (``inputs`` describes it)."""
+    args = [a.clone() if isinstance(a, Tensor) else a for a in args]
+    kwargs = {k: v.clone() if isinstance(v, Tensor) else v for k, v in kwargs.items()}
+    try:
+        return fn(*args, **kwargs)
+    except NotImplementedError:
+        raise Mistake(
+            f"{getattr(fn, '__name__', 'your function')} is not implemented yet: replace "
+            "`raise NotImplementedError` with your code and run this cell again."
+        ) from None
+    except Exception as error:  # any crash in learner code becomes a readable verdict
+        raise Mistake(
+            f"your function raised {type(error).__name__}: {error} (called with {inputs})."
+        ) from None
+
+
+def expect_tensor(x, what: str, finite: bool = True) -> Tensor:
+    """``x`` must be a tensor (with finite values: NaN usually comes from a fully masked row)."""
+    if not isinstance(x, Tensor):
+        raise Mistake(f"{what} should be a torch.Tensor, but it is a {type(x).__name__}.")
+    if finite and x.is_floating_point() and not torch.isfinite(x).all():
+        raise Mistake(f"{what} contains NaN or inf values.")
+    return x
+
+
+def expect_shape(x: Tensor, shape, what: str, hint: str = "") -> None:
+    """``x.shape`` must be ``shape``; the message names both."""
+    if tuple(x.shape) != tuple(shape):
+        expected = f"{what} has shape {list(x.shape)}, expected {list(shape)}."
+        raise Mistake(f"{expected} {hint}".strip())
+
+
+def close(a: Tensor, b: Tensor, atol: float = 1e-4, rtol: float = 1e-4) -> bool:
+    """Same shape and equal up to float rounding."""
+    return a.shape == b.shape and torch.allclose(a.float(), b.float(), atol=atol, rtol=rtol)
+
+
+def diagnose(got: Tensor, variants: dict[str, Tensor]) -> str | None:
+    """The message of the first known mistake whose result equals ``got`` (None if none does).
+    ``variants`` maps a message to what a function making that mistake returns."""
+    return next((message for message, wrong in variants.items() if close(got, wrong)), None)
+
+
+def describe(**tensors: Tensor) -> str:
+    """``"q [2, 3, 5, 16], k [2, 3, 5, 16]"``: what the learner's function was called with."""
+    return ", ".join(f"{name} {list(t.shape)}" for name, t in tensors.items())
