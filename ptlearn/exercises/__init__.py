@@ -10,7 +10,31 @@ Adding a checker for a chapter: put the messages for the mistakes it recognises 
 function that raises :class:`Mistake` with one of them (or a specific message) and returns a
 success message, and decorate it with ``@exercise(name)``. Call the learner's code through
 :func:`call`; compare tensors with :func:`close`; :func:`diagnose` finds which known mistake
-reproduces the learner's result. One section per chapter below.
+reproduces the learner's result. One module per chapter (``ch01`` ... ``ch11``); the shared
+machinery lives in :mod:`ptlearn.exercises.framework`.
+
+How to write an exercise (the conventions every chapter follows; ``tests/test_notebook_rules.py``
+enforces the ones about notebooks):
+
+1. A markdown cell states the task: the function or module to write, its inputs and outputs with
+   shapes, and what the checker compares. A build-it checker copies ptlearn's weights into the
+   learner's module and compares shapes, outputs, gradients and masks.
+2. A code cell holds the stub: the learner's names (``my_attention``, ``MyBlock``) with
+   ``raise NotImplementedError`` bodies and clear TODOs. The next code cell calls the checker:
+   ``result = check_attention(my_attention)``.
+3. Then 1-3 hints, each collapsed in its own ``<details><summary>Hint 1</summary>`` block, and the
+   solution collapsed in a ``<details><summary>Solution</summary>`` block with the code in a
+   fenced python block (:func:`hint_markdown`, :func:`solution_markdown` write them). ``<details>``
+   is collapsed on Colab, VS Code, GitHub/nbviewer and JupyterLab alike. Solutions are never
+   executable cells and never define the learner's names: they use ``attention_solution``,
+   ``SolutionBlock``. A discussion answer is a ``<details><summary>Answer</summary>`` block.
+4. Where the chapter goes on to use the learner's code, it continues with it only if the check
+   passed, else with ptlearn's reference, saying so in a printed line:
+   ``MyGPT = use_learner(result, MyGPT, reference=GPT)`` (:func:`use_learner`).
+5. Each checker gets tests: the correct solution, written independently in the test (not the
+   reference compared with itself), passes; at least three typical mistakes are each named.
+   ``ptlearn grade`` finds exercises by their ``check_*`` calls, so call checkers by the names
+   exported here.
 """
 
 from .ch01 import check_attention, check_causal_mask, check_split_heads
@@ -23,7 +47,14 @@ from .ch07 import check_patch_mask, check_patchify
 from .ch08 import check_rtd_labels, check_span_corruption
 from .ch09 import check_bitfit, check_lora_linear
 from .ch10 import check_distillation_loss, check_quantize_int8
-from .framework import CheckResult, Mistake, exercise
+from .framework import (
+    CheckResult,
+    Mistake,
+    exercise,
+    hint_markdown,
+    solution_markdown,
+    use_learner,
+)
 
 __all__ = [
     "CheckResult",
@@ -51,6 +82,9 @@ __all__ = [
     "check_split_heads",
     "check_top_k",
     "exercise",
+    "hint_markdown",
+    "solution_markdown",
+    "use_learner",
     "merge_pair",
     "pair_counts",
 ]

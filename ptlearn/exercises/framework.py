@@ -98,3 +98,50 @@ def diagnose(got: Tensor, variants: dict[str, Tensor]) -> str | None:
 def describe(**tensors: Tensor) -> str:
     """``"q [2, 3, 5, 16], k [2, 3, 5, 16]"``: what the learner's function was called with."""
     return ", ".join(f"{name} {list(t.shape)}" for name, t in tensors.items())
+
+
+# --- the notebook conventions: continue with the learner's code, hints, hidden solutions ---------
+
+
+def use_learner(
+    result, learner, reference, name: str | None = None, reference_name: str | None = None
+):
+    """What the chapter continues with after an exercise: the learner's ``learner`` where its check
+    passed, else ptlearn's ``reference``, with one visible line saying which.
+
+    ``result`` is the :class:`CheckResult` the checker returned (anything falsy, such as ``None``
+    when the check cell was not run, counts as not passed). Use it as
+    ``MyGPT = use_learner(result, MyGPT, reference=ptlearn.GPT)``: the learner's name is only ever
+    rebound to a working implementation, so the rest of the chapter runs either way. ``name`` and
+    ``reference_name`` default to the objects' ``__name__`` and ``module.__qualname__``.
+    """
+    name = name or getattr(learner, "__name__", "your code")
+    ref_name = reference_name or ".".join(
+        part
+        for part in (getattr(reference, "__module__", ""), getattr(reference, "__qualname__", ""))
+        if part
+    )
+    if result:
+        print(f"✅ Using your {name} from here on.")
+        return learner
+    print(
+        f"↪ Your {name} did not pass its check yet, so the chapter continues with ptlearn's "
+        f"reference {ref_name}. Come back to the exercise when you like and run the cells again."
+    )
+    return reference
+
+
+def hint_markdown(number: int, text: str) -> str:
+    """The markdown of hint ``number`` (1-3): collapsed in every front end (Colab, VS Code,
+    GitHub/nbviewer, JupyterLab) until the learner clicks on it."""
+    return f"<details><summary>Hint {number}</summary>\n\n{text.strip()}\n\n</details>"
+
+
+def solution_markdown(code: str, note: str = "") -> str:
+    """The markdown of a collapsed solution: ``code`` in a fenced python block, ``note`` (an
+    explanation, optional) after it. The code must define its own names (``attention_solution``,
+    ``SolutionBlock``), never the learner's, and is not executed by the notebook."""
+    body = f"```python\n{code.strip()}\n```"
+    if note:
+        body += f"\n\n{note.strip()}"
+    return f"<details><summary>Solution</summary>\n\n{body}\n\n</details>"
