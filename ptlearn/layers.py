@@ -89,32 +89,56 @@ class TransformerBlock(nn.Module):
         need_weights: bool = False,
         cache: KVCache | None = None,
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """x: ``[B, T, C]`` -> ``(x [B, T, C], self-attention weights, cross-attention weights)``."""
-        h, self_weights = self.attn(
-            self.pre(x, self.norm_attn),
-            mask=mask,
-            causal=causal,
-            need_weights=need_weights,
-            cache=cache,
-        )
-        x = self.post(x, h, self.norm_attn)  # residual around self-attention
-        cross_weights = None
-        if self.cross_attn is not None:
-            h, cross_weights = self.cross_attn(
-                self.pre(x, self.norm_cross), context, mask=context_mask, need_weights=need_weights
-            )
-            x = self.post(x, h, self.norm_cross)  # residual around cross-attention
-        x = self.post(x, self.ffn(self.pre(x, self.norm_ffn)), self.norm_ffn)  # and around the FFN
-        return x, self_weights, cross_weights
+        """x: ``[B, T, C]`` -> ``(x [B, T, C], self-attention weights [B, H, T, T] or None,
+        cross-attention weights [B, H, T, S] or None)``; context: the encoder output ``[B, S, C]``."""
+        self_kw = dict(mask=mask, causal=causal, need_weights=need_weights, cache=cache)
+        cross_kw = dict(mask=context_mask, need_weights=need_weights)
+        cross_w = None
+        if self.norm_first:  # pre-norm (GPT-2, ViT):  x = x + sublayer(LN(x))
+            h, self_w = self.attn(self.norm_attn(x), **self_kw)  # [B, T, C]
+            x = x + self.dropout(h)  # [B, T, C]
+            if self.cross_attn is not None:  # decoder of a seq2seq model: queries x, keys context
+                h, cross_w = self.cross_attn(self.norm_cross(x), context, **cross_kw)  # [B, T, C]
+                x = x + self.dropout(h)  # [B, T, C]
+            x = x + self.dropout(self.ffn(self.norm_ffn(x)))  # [B, T, C]
+        else:  # post-norm (Vaswani et al. 2017, BERT):  x = LN(x + sublayer(x))
+            h, self_w = self.attn(x, **self_kw)  # [B, T, C]
+            x = self.norm_attn(x + self.dropout(h))  # [B, T, C]
+            if self.cross_attn is not None:
+                h, cross_w = self.cross_attn(x, context, **cross_kw)  # [B, T, C]
+                x = self.norm_cross(x + self.dropout(h))  # [B, T, C]
+            x = self.norm_ffn(x + self.dropout(self.ffn(x)))  # [B, T, C]
+        return x, self_w, cross_w
 
-    def pre(self, x: Tensor, norm: nn.LayerNorm) -> Tensor:
-        """What the sublayer sees: ``norm(x)`` in a pre-norm block, ``x`` itself in a post-norm one."""
-        return norm(x) if self.norm_first else x
 
-    def post(self, x: Tensor, sublayer_out: Tensor, norm: nn.LayerNorm) -> Tensor:
-        """Add the sublayer's output to the residual stream (post-norm: then normalise the sum)."""
-        x = x + self.dropout(sublayer_out)
-        return x if self.norm_first else norm(x)
+def new_block(c, norm_first: bool, cross_attention: bool = False) -> TransformerBlock:
+    """One block of the shape a model config ``c`` describes (d_model, n_heads, d_ff, ...)."""
+    return TransformerBlock(
+        c.d_model, c.n_heads, c.d_ff, c.dropout, c.activation, c.norm_eps,
+        norm_first=norm_first, cross_attention=cross_attention,
+    )  # fmt: skip
+
+
+def blocks(c, norm_first: bool, cross_attention: bool = False) -> list[TransformerBlock]:
+    """``c.n_layers`` fresh blocks (no sharing) of the config's shape."""
+    return [new_block(c, norm_first, cross_attention) for _ in range(c.n_layers)]
+
+
+def final_norm(c) -> nn.LayerNorm | None:
+    """Pre-norm stacks end with a LayerNorm; post-norm blocks already end normalised."""
+    return nn.LayerNorm(c.d_model, eps=c.norm_eps) if c.norm_first else None
+
+
+def init_weights(module: nn.Module, std: float = 0.02) -> None:
+    """BERT's and GPT-2's initialisation (use with ``module.apply``): weights ~ N(0, 0.02), biases
+    0, and LayerNorms start as the identity. Small weights keep early logits near uniform."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+    if isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
 
 
 def sinusoidal_encoding(max_len: int, d_model: int) -> Tensor:
@@ -186,3 +210,47 @@ class Embeddings(nn.Module):
         if self.norm is not None:
             x = self.norm(x)
         return self.dropout(x)
+
+
+# --- heads shared by the encoder models (BERT, ALBERT, ELECTRA) -----------------------------
+
+
+class Pooler(nn.Module):
+    """Sentence vector = tanh(W h_[CLS] + b): the final hidden state of the first token, passed
+    through one dense layer. ``[B, T, C] -> [B, C]``."""
+
+    def __init__(self, d_model: int):
+        super().__init__()
+        self.dense = nn.Linear(d_model, d_model)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return torch.tanh(self.dense(hidden[:, 0]))  # [B, C]
+
+
+class MaskedLMHead(nn.Module):
+    """Vocabulary scores at every position: dense -> activation -> LayerNorm -> decoder.
+
+    The decoder's weight IS the token embedding matrix (tied), plus its own output bias: the score
+    of token v is the dot product of the transformed hidden state with v's input embedding. The
+    head works at the embedding's width, so ALBERT's factorized embedding (width E < C) reuses it.
+    """
+
+    def __init__(self, d_model: int, embedding: nn.Embedding, activation: str, norm_eps: float):
+        super().__init__()
+        vocab_size, d_embed = embedding.weight.shape
+        self.dense = nn.Linear(d_model, d_embed)
+        self.act = activation_layer(activation)
+        self.norm = nn.LayerNorm(d_embed, eps=norm_eps)
+        self.decoder = nn.Linear(d_embed, vocab_size)
+        self.decoder.weight = embedding.weight  # tie: one [vocab, d_embed] matrix, two uses
+
+    def reset_parameters(self) -> None:
+        """BERT's init for the head's own layers: dense and norm as :func:`init_weights`, the
+        output bias 0; the decoder's weight is the (already initialised) embedding matrix."""
+        for module in (self.dense, self.norm):
+            module.apply(init_weights)
+        nn.init.zeros_(self.decoder.bias)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        h = self.norm(self.act(self.dense(hidden)))  # [B, T, d_embed]
+        return self.decoder(h)  # [B, T, vocab]

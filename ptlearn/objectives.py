@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
-from .validation import check_index_range
+from .validation import check_index_range, check_same_shape
 
 Tensor = torch.Tensor
 
@@ -77,6 +77,27 @@ def mask_tokens(
     masked = torch.where(chosen & (action < 0.8), mask_id, input_ids)
     masked = torch.where(chosen & (action >= 0.8) & (action < 0.9), random_ids, masked)
     return masked, labels
+
+
+def masked_lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """Cross-entropy over the chosen positions only (label -100 elsewhere); 0 if none is chosen."""
+    total = F.cross_entropy(
+        logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum"
+    )
+    return total / (labels != -100).sum().clamp(min=1)
+
+
+def pretraining_loss(logits, labels, pair_logits, pair_labels, input_ids, pair_name: str):
+    """MLM loss (when ``labels`` are given) + sentence-pair loss (when ``pair_labels`` are given)."""
+    losses = []
+    if labels is not None:
+        check_same_shape(labels, input_ids, "labels")
+        losses.append(masked_lm_loss(logits, labels))
+    if pair_labels is not None:
+        check_same_shape(pair_labels, input_ids[:, 0], pair_name, "input_ids[:, 0] (one per pair)")
+        check_index_range(pair_labels, 2, pair_name)
+        losses.append(F.cross_entropy(pair_logits, pair_labels))
+    return sum(losses) if losses else None
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,9 +7,12 @@ follow HF ``transformers`` so code (and bertviz) written for one works with the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
+import torch.nn.functional as F
+
+from .validation import check_index_range, check_same_shape
 
 Tensor = torch.Tensor
 
@@ -24,8 +27,11 @@ class ModelOutput:
     - ``pooler_output``: the pooled ``[CLS]`` vector ``[B, C]`` (BERT, ALBERT).
     - ``hidden_states``: embeddings plus every layer's output, ``n_layers + 1`` tensors ``[B, T, C]``.
     - ``attentions``: one ``[B, H, Tq, Tk]`` tensor per layer (the HF/bertviz format).
+    - ``cross_attentions``: a decoder's cross-attentions, one ``[B, H, T, S]`` per layer.
     - ``pair_logits``: sentence-pair head scores ``[B, 2]`` (NSP for BERT, SOP for ALBERT).
     - ``past_key_values``: the KV cache a decoder returns for fast generation.
+    - ``extra``: named by-products of a composite objective (ELECTRA's and distillation's
+      separate losses), for display only.
     """
 
     loss: Tensor | None = None
@@ -34,6 +40,7 @@ class ModelOutput:
     pooler_output: Tensor | None = None
     hidden_states: tuple[Tensor, ...] | None = None
     attentions: tuple[Tensor, ...] | None = None
+    cross_attentions: tuple[Tensor, ...] | None = None
     pair_logits: Tensor | None = None
     past_key_values: object | None = None
     extra: dict | None = None
@@ -64,3 +71,13 @@ class Seq2SeqOutput:
 
     def __getitem__(self, key: str):
         return getattr(self, key)
+
+
+def classification_output(out: ModelOutput, logits: Tensor, labels: Tensor | None) -> ModelOutput:
+    """Attach sentence-level ``logits [B, n_classes]`` (and their cross-entropy) to an encoder output."""
+    loss = None
+    if labels is not None:
+        check_same_shape(labels, logits[:, 0], "labels", "the batch (one label per sequence)")
+        check_index_range(labels, logits.size(-1), "labels")
+        loss = F.cross_entropy(logits, labels)
+    return replace(out, loss=loss, logits=logits)

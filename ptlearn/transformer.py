@@ -20,7 +20,7 @@ from torch import nn
 
 from .attention import KVCache, padding_mask
 from .config import BaseConfig
-from .layers import Embeddings, TransformerBlock
+from .layers import Embeddings, TransformerBlock, blocks, final_norm
 from .outputs import ModelOutput, Seq2SeqOutput
 from .validation import check_same_shape
 
@@ -51,16 +51,9 @@ class Encoder(nn.Module):
         hidden, attentions = [x], []
         for block in self.layers:
             x, weights, _ = block(x, mask=mask, need_weights=output_attentions)
-            hidden.append(x)
-            attentions.append(weights)
-        if self.final_norm is not None:
-            x = self.final_norm(x)
-            hidden[-1] = x
-        return ModelOutput(
-            last_hidden_state=x,
-            hidden_states=tuple(hidden) if output_hidden_states else None,
-            attentions=tuple(attentions) if output_attentions else None,
-        )
+            hidden.append(x)  # [B, T, C]
+            attentions.append(weights)  # [B, H, T, T] or None
+        return finish(self.final_norm, hidden, attentions, output_attentions, output_hidden_states)
 
 
 class Decoder(nn.Module):
@@ -85,7 +78,7 @@ class Decoder(nn.Module):
         padding masks; caches: one :class:`KVCache` per layer for incremental decoding.
 
         Returns a ModelOutput whose ``attentions`` are the masked self-attentions and whose
-        ``extra["cross_attentions"]`` are the cross-attentions (one per layer each).
+        ``cross_attentions`` are the cross-attentions (one per layer each).
         """
         self_mask = None if attention_mask is None else padding_mask(attention_mask)
         cross_mask = None if context_mask is None else padding_mask(context_mask)
@@ -100,18 +93,24 @@ class Decoder(nn.Module):
                 need_weights=output_attentions,
                 cache=None if caches is None else caches[i],
             )
-            hidden.append(x)
-            self_attns.append(self_w)
-            cross_attns.append(cross_w)
-        if self.final_norm is not None:
-            x = self.final_norm(x)
-            hidden[-1] = x
-        return ModelOutput(
-            last_hidden_state=x,
-            hidden_states=tuple(hidden) if output_hidden_states else None,
-            attentions=tuple(self_attns) if output_attentions else None,
-            extra={"cross_attentions": tuple(cross_attns)} if output_attentions else None,
-        )
+            hidden.append(x)  # [B, T, C]
+            self_attns.append(self_w)  # [B, H, T, T] or None
+            cross_attns.append(cross_w)  # [B, H, T, S] or None
+        out = finish(self.final_norm, hidden, self_attns, output_attentions, output_hidden_states)
+        out.cross_attentions = tuple(cross_attns) if output_attentions else None
+        return out
+
+
+def finish(norm, hidden: list, attentions: list, output_attentions, output_hidden_states):
+    """The end both stacks share: apply the final LayerNorm (pre-norm stacks) to the last hidden
+    state and keep only the outputs that were asked for."""
+    if norm is not None:
+        hidden[-1] = norm(hidden[-1])  # [B, T, C]
+    return ModelOutput(
+        last_hidden_state=hidden[-1],
+        hidden_states=tuple(hidden) if output_hidden_states else None,
+        attentions=tuple(attentions) if output_attentions else None,
+    )
 
 
 @dataclass
@@ -137,21 +136,15 @@ class EncoderDecoder(nn.Module):
     def __init__(self, config: EncoderDecoderConfig):
         super().__init__()
         self.config = c = config
-        embed = dict(positional=c.positional, dropout=c.dropout)
-        self.src_embed = Embeddings(c.vocab_size, c.d_model, c.max_len, **embed)
-        self.tgt_embed = Embeddings(c.vocab_size, c.d_model, c.max_len, **embed)
-        block = dict(
-            d_model=c.d_model, n_heads=c.n_heads, d_ff=c.d_ff, dropout=c.dropout,
-            activation=c.activation, norm_eps=c.norm_eps, norm_first=c.norm_first,
-        )  # fmt: skip
-        final = (
-            (lambda: nn.LayerNorm(c.d_model, eps=c.norm_eps)) if c.norm_first else (lambda: None)
+        self.src_embed = Embeddings(
+            c.vocab_size, c.d_model, c.max_len, positional=c.positional, dropout=c.dropout
         )
-        self.encoder = Encoder([TransformerBlock(**block) for _ in range(c.n_layers)], final())
-        self.decoder = Decoder(
-            [TransformerBlock(**block, cross_attention=True) for _ in range(c.n_layers)], final()
+        self.tgt_embed = Embeddings(
+            c.vocab_size, c.d_model, c.max_len, positional=c.positional, dropout=c.dropout
         )
-        self.lm_head = nn.Linear(c.d_model, c.vocab_size)
+        self.encoder = Encoder(blocks(c, c.norm_first), final_norm(c))
+        self.decoder = Decoder(blocks(c, c.norm_first, cross_attention=True), final_norm(c))
+        self.lm_head = nn.Linear(c.d_model, c.vocab_size)  # [B, T, C] -> [B, T, vocab]
 
     def encode(
         self, input_ids: Tensor, attention_mask=None, output_attentions=False
@@ -195,7 +188,7 @@ class EncoderDecoder(nn.Module):
             encoder_last_hidden_state=enc.last_hidden_state,
             encoder_attentions=enc.attentions,
             decoder_attentions=dec.attentions,
-            cross_attentions=dec.extra["cross_attentions"] if output_attentions else None,
+            cross_attentions=dec.cross_attentions,
         )
 
     @torch.no_grad()

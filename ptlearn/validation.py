@@ -28,6 +28,11 @@ def check_token_ids(input_ids, vocab_size: int, max_len: int, offset: int = 0, n
             f"{name} must have shape [batch, seq_len], got {tuple(input_ids.shape)}. "
             f"For a single sequence use {name}.unsqueeze(0)."
         )
+    if input_ids.size(0) == 0:
+        raise ValueError(
+            f"{name} is an empty batch (shape {tuple(input_ids.shape)}): pass at least one "
+            f"sequence."
+        )
     T = input_ids.size(1)
     if T == 0:
         raise ValueError(f"{name} is empty (seq_len 0): give the model at least one token.")
@@ -43,6 +48,21 @@ def check_token_ids(input_ids, vocab_size: int, max_len: int, offset: int = 0, n
         raise ValueError(
             f"{name} contains id {bad}, outside the vocabulary [0, {vocab_size}). Use the tokenizer "
             f"that matches this model, or a config whose vocab_size covers every id."
+        )
+
+
+CHECK_FINITE = True  # set to False (or use finite_checks(False)) to skip the NaN/inf input check
+
+
+def check_finite(tensor: Tensor, name: str) -> None:
+    """Float model inputs (pixels) must be finite: one NaN pixel makes every logit NaN silently.
+    Costs one pass over the input; switch it off with ``ptlearn.validation.CHECK_FINITE = False``."""
+    if CHECK_FINITE and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise ValueError(
+            f"{name} holds {bad} NaN/inf value(s); every output would be NaN. Clean the input "
+            f"(torch.nan_to_num) or find where it came from (set "
+            f"ptlearn.validation.CHECK_FINITE = False to skip this check)."
         )
 
 
@@ -68,3 +88,25 @@ def check_index_range(tensor: Tensor | None, size: int, name: str) -> None:
     lo, hi = (int(x) for x in torch.aminmax(tensor))
     if lo < 0 or hi >= size:
         raise ValueError(f"{name} must lie in [0, {size}), got values in [{lo}, {hi}].")
+
+
+def state_dict_mismatch(
+    expected: dict[str, Tensor], state: dict[str, Tensor], source: str = "file"
+) -> list[str]:
+    """Every way ``state`` fails to fit a model whose ``state_dict()`` is ``expected``, one line
+    each (shape mismatches, then missing keys, then unexpected keys); empty when it fits.
+
+    The one diff behind both loaders that must name every problem at once: HF conversion
+    (:mod:`ptlearn.hf`) and checkpoint loading.
+    """
+    mismatched = [
+        f"  {k}: model expects {tuple(t.shape)}, {source} has {tuple(state[k].shape)}"
+        for k, t in expected.items()
+        if k in state and t.shape != state[k].shape
+    ]
+    missing = sorted(k for k in expected if k not in state)
+    unexpected = sorted(k for k in state if k not in expected)
+    lines = ["shape mismatches:", *mismatched] if mismatched else []
+    lines += [f"missing keys: {missing}"] if missing else []
+    lines += [f"unexpected keys: {unexpected}"] if unexpected else []
+    return lines

@@ -196,7 +196,9 @@ def test_config_that_does_not_fit_the_weights_lists_the_mismatched_keys(tmp_path
     with pytest.raises(ValueError, match="do not fit") as err:
         BertForPreTraining.from_pretrained(tmp_path)
     message = str(err.value)
-    assert "bert.encoder.layers.0.ffn.fc_in.weight: model (65, 32)" in message  # shape mismatch
+    assert (
+        "bert.encoder.layers.0.ffn.fc_in.weight: model expects (65, 32)" in message
+    )  # shape mismatch
     assert "encoder.layer.1.attention.self.query.weight" in message  # weights with no place
 
 

@@ -6,7 +6,6 @@ import json
 import pytest
 import torch
 
-from ptlearn.hf import FAMILIES
 from ptlearn.models import GPT, GPT_PRESETS, GPTConfig, ViTForImageClassification, ViTModel
 
 transformers = pytest.importorskip("transformers")
@@ -123,12 +122,16 @@ def test_vit_from_hf_matches_outputs_and_attentions(name, cls):
 
 
 def test_gpt2_preset_is_hf_gpt2_small_with_the_same_parameter_count():
-    config_from_hf = FAMILIES["gpt2"][0]
-    gpt2_small = config_from_hf(GPT, transformers.GPT2Config().to_dict())  # HF's defaults
+    def config_from_hf(
+        hf_config: dict,
+    ) -> GPTConfig:  # what GPT.from_hf reads, as the model binds it
+        return GPT.hf_converter.config_from_hf(hf_config, GPT.config_class)
+
+    gpt2_small = config_from_hf(transformers.GPT2Config().to_dict())  # HF's defaults
     assert gpt2_small == GPTConfig(**GPT_PRESETS["gpt2"], dropout=0.1)
     for fields in GPT2_CONFIGS.values():  # same architecture -> same count, tied head once
         hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=100, **fields))
-        ours = GPT(config_from_hf(GPT, hf.config.to_dict()))
+        ours = GPT(config_from_hf(hf.config.to_dict()))
         assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in hf.parameters())
 
 
@@ -184,7 +187,8 @@ def test_mismatched_checkpoints_list_the_keys(tmp_path):
     config["patch_size"] = 4  # 4 patches instead of 16: positions and conv kernel no longer fit
     (tmp_path / "vit" / "config.json").write_text(json.dumps(config))
     with pytest.raises(
-        ValueError, match=r"embeddings.position: model \(1, 5, 32\) vs .* \(1, 17, 32\)"
+        ValueError,
+        match=r"embeddings.position: model expects \(1, 5, 32\), the checkpoint has \(1, 17, 32\)",
     ):
         ViTModel.from_pretrained(tmp_path / "vit")
     with pytest.raises(ValueError, match="not 'gpt2'"):

@@ -35,18 +35,13 @@ from torch import nn
 
 from ..config import check_positive_int
 from ..hf import HFConvertible
-from ..layers import Embeddings, TransformerBlock
-from ..outputs import ModelOutput
+from ..hf.bert import ALBERT_FOR_PRETRAINING, ALBERT_FOR_SEQUENCE_CLASSIFICATION, ALBERT_MODEL
+from ..layers import Embeddings, MaskedLMHead, Pooler, TransformerBlock, init_weights, new_block
+from ..objectives import pretraining_loss
+from ..outputs import ModelOutput, classification_output
 from ..transformer import Encoder
 from ..validation import check_same_shape
-from .bert import (
-    BertConfig,
-    MaskedLMHead,
-    Pooler,
-    classification_output,
-    init_weights,
-    pretraining_loss,
-)
+from .bert import BertConfig
 
 Tensor = torch.Tensor
 
@@ -85,18 +80,12 @@ ALBERT_PRESETS = {
 
 def albert_blocks(c: AlbertConfig) -> list[TransformerBlock]:
     """``n_layers`` post-norm blocks whose parameters are shared as ``c.share`` says."""
-
-    def new_block() -> TransformerBlock:
-        return TransformerBlock(
-            c.d_model, c.n_heads, c.d_ff, c.dropout, c.activation, c.norm_eps, norm_first=False
-        )
-
-    first = new_block()
+    first = new_block(c, norm_first=False)
     if c.share == "all":
         return [first] * c.n_layers  # the same module n_layers times: one layer's parameters
     blocks = [first]
     for _ in range(c.n_layers - 1):
-        block = new_block()
+        block = new_block(c, norm_first=False)
         if c.share == "attention":  # one attention sublayer (and its LayerNorm) for every layer
             block.attn, block.norm_attn = first.attn, first.norm_attn
         elif c.share == "ffn":  # one feed-forward sublayer (and its LayerNorm) for every layer
@@ -108,7 +97,8 @@ def albert_blocks(c: AlbertConfig) -> list[TransformerBlock]:
 class AlbertModel(HFConvertible, nn.Module):
     """Embeddings at width E -> Linear E -> H -> post-norm encoder with shared layers -> pooler."""
 
-    hf_family = "albert"
+    config_class = AlbertConfig
+    hf_converter = ALBERT_MODEL
 
     def __init__(self, config: AlbertConfig):
         super().__init__()
@@ -149,7 +139,8 @@ class AlbertForPreTraining(HFConvertible, nn.Module):
     (``sentence_order_label``), each when given.
     """
 
-    hf_family = "albert"
+    config_class = AlbertConfig
+    hf_converter = ALBERT_FOR_PRETRAINING
 
     def __init__(self, config: AlbertConfig):
         super().__init__()
@@ -157,9 +148,8 @@ class AlbertForPreTraining(HFConvertible, nn.Module):
         self.albert = AlbertModel(c)
         self.mlm = MaskedLMHead(c.d_model, self.albert.embeddings.token, c.activation, c.norm_eps)
         self.pair_head = nn.Linear(c.d_model, 2)  # SOP: in order / swapped, from the pooled [CLS]
-        for head in (self.mlm.dense, self.mlm.norm, self.pair_head):
-            head.apply(init_weights)
-        nn.init.zeros_(self.mlm.decoder.bias)
+        self.mlm.reset_parameters()
+        self.pair_head.apply(init_weights)
 
     def forward(
         self,
@@ -185,7 +175,8 @@ class AlbertForPreTraining(HFConvertible, nn.Module):
 class AlbertForSequenceClassification(HFConvertible, nn.Module):
     """ALBERT + dropout + a linear layer on the pooled ``[CLS]`` vector (``.logits [B, n_classes]``)."""
 
-    hf_family = "albert"
+    config_class = AlbertConfig
+    hf_converter = ALBERT_FOR_SEQUENCE_CLASSIFICATION
 
     def __init__(self, config: AlbertConfig, n_classes: int | None = None):
         super().__init__()

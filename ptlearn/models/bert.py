@@ -26,17 +26,33 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import BaseConfig, check_positive_int
-from ..hf import HFConvertible, bert_to_hf
-from ..layers import Embeddings, TransformerBlock, activation_layer
-from ..outputs import ModelOutput
+from ..hf import HFConvertible
+from ..hf.bert import BERT_FOR_PRETRAINING, BERT_FOR_SEQUENCE_CLASSIFICATION, BERT_MODEL
+from ..layers import Embeddings, MaskedLMHead, Pooler, blocks, init_weights
+from ..objectives import masked_lm_loss, pretraining_loss
+from ..outputs import ModelOutput, classification_output
 from ..transformer import Encoder
-from ..validation import check_index_range, check_same_shape
+from ..validation import check_same_shape
 
 Tensor = torch.Tensor
+
+# Moved to the shared modules (GPT, ALBERT and ELECTRA use them too); still importable from here.
+__all__ = [
+    "BERT_PRESETS",
+    "BertConfig",
+    "BertForPreTraining",
+    "BertForSequenceClassification",
+    "BertModel",
+    "MaskedLMHead",
+    "Pooler",
+    "classification_output",
+    "init_weights",
+    "masked_lm_loss",
+    "pretraining_loss",
+]
 
 
 @dataclass
@@ -70,88 +86,12 @@ BERT_PRESETS = {
 }
 
 
-def init_weights(module: nn.Module, std: float = 0.02) -> None:
-    """BERT's initialisation (use with ``module.apply``): weights ~ N(0, 0.02), biases 0, and
-    LayerNorms start as the identity. Small weights keep early logits near uniform."""
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        nn.init.normal_(module.weight, mean=0.0, std=std)
-    if isinstance(module, nn.Linear) and module.bias is not None:
-        nn.init.zeros_(module.bias)
-    if isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
-
-
-class Pooler(nn.Module):
-    """Sentence vector = tanh(W h_[CLS] + b): the final hidden state of the first token, passed
-    through one dense layer. ``[B, T, C] -> [B, C]``."""
-
-    def __init__(self, d_model: int):
-        super().__init__()
-        self.dense = nn.Linear(d_model, d_model)
-
-    def forward(self, hidden: Tensor) -> Tensor:
-        return torch.tanh(self.dense(hidden[:, 0]))  # [B, C]
-
-
-class MaskedLMHead(nn.Module):
-    """Vocabulary scores at every position: dense -> activation -> LayerNorm -> decoder.
-
-    The decoder's weight IS the token embedding matrix (tied), plus its own output bias: the score
-    of token v is the dot product of the transformed hidden state with v's input embedding. The
-    head works at the embedding's width, so ALBERT's factorized embedding (width E < C) reuses it.
-    """
-
-    def __init__(self, d_model: int, embedding: nn.Embedding, activation: str, norm_eps: float):
-        super().__init__()
-        vocab_size, d_embed = embedding.weight.shape
-        self.dense = nn.Linear(d_model, d_embed)
-        self.act = activation_layer(activation)
-        self.norm = nn.LayerNorm(d_embed, eps=norm_eps)
-        self.decoder = nn.Linear(d_embed, vocab_size)
-        self.decoder.weight = embedding.weight  # tie: one [vocab, d_embed] matrix, two uses
-
-    def forward(self, hidden: Tensor) -> Tensor:
-        h = self.norm(self.act(self.dense(hidden)))  # [B, T, d_embed]
-        return self.decoder(h)  # [B, T, vocab]
-
-
-def masked_lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
-    """Cross-entropy over the chosen positions only (label -100 elsewhere); 0 if none is chosen."""
-    total = F.cross_entropy(
-        logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum"
-    )
-    return total / (labels != -100).sum().clamp(min=1)
-
-
-def pretraining_loss(logits, labels, pair_logits, pair_labels, input_ids, pair_name: str):
-    """MLM loss (when ``labels`` are given) + sentence-pair loss (when ``pair_labels`` are given)."""
-    losses = []
-    if labels is not None:
-        check_same_shape(labels, input_ids, "labels")
-        losses.append(masked_lm_loss(logits, labels))
-    if pair_labels is not None:
-        check_same_shape(pair_labels, input_ids[:, 0], pair_name, "input_ids[:, 0] (one per pair)")
-        check_index_range(pair_labels, 2, pair_name)
-        losses.append(F.cross_entropy(pair_logits, pair_labels))
-    return sum(losses) if losses else None
-
-
-def classification_output(out: ModelOutput, logits: Tensor, labels: Tensor | None) -> ModelOutput:
-    """Attach sentence-level ``logits [B, n_classes]`` (and their cross-entropy) to an encoder output."""
-    loss = None
-    if labels is not None:
-        check_same_shape(labels, logits[:, 0], "labels", "the batch (one label per sequence)")
-        check_index_range(labels, logits.size(-1), "labels")
-        loss = F.cross_entropy(logits, labels)
-    return replace(out, loss=loss, logits=logits)
-
-
 class BertModel(HFConvertible, nn.Module):
     """Embeddings -> post-norm encoder -> pooler. Returns ``last_hidden_state [B, T, C]`` and
     ``pooler_output [B, C]`` (plus ``attentions``/``hidden_states`` on request)."""
 
-    hf_family = "bert"
+    config_class = BertConfig
+    hf_converter = BERT_MODEL
 
     def __init__(self, config: BertConfig):
         super().__init__()
@@ -160,13 +100,7 @@ class BertModel(HFConvertible, nn.Module):
             c.vocab_size, c.d_model, c.max_len, c.type_vocab_size,
             layer_norm=True, norm_eps=c.norm_eps, dropout=c.dropout,
         )  # fmt: skip
-        blocks = [
-            TransformerBlock(
-                c.d_model, c.n_heads, c.d_ff, c.dropout, c.activation, c.norm_eps, norm_first=False
-            )
-            for _ in range(c.n_layers)
-        ]
-        self.encoder = Encoder(blocks)
+        self.encoder = Encoder(blocks(c, norm_first=False))
         self.pooler = Pooler(c.d_model)
         self.apply(init_weights)
 
@@ -188,7 +122,7 @@ class BertModel(HFConvertible, nn.Module):
 
     def to_hf(self):
         """The same weights in an HF ``transformers.BertModel`` (eager attention, eval mode)."""
-        return bert_to_hf(self)
+        return self.hf_converter.to_hf(self)
 
 
 class BertForPreTraining(HFConvertible, nn.Module):
@@ -199,7 +133,8 @@ class BertForPreTraining(HFConvertible, nn.Module):
     cross-entropy (``next_sentence_label``), each when given.
     """
 
-    hf_family = "bert"
+    config_class = BertConfig
+    hf_converter = BERT_FOR_PRETRAINING
 
     def __init__(self, config: BertConfig):
         super().__init__()
@@ -207,9 +142,8 @@ class BertForPreTraining(HFConvertible, nn.Module):
         self.bert = BertModel(c)
         self.mlm = MaskedLMHead(c.d_model, self.bert.embeddings.token, c.activation, c.norm_eps)
         self.pair_head = nn.Linear(c.d_model, 2)  # NSP: IsNext / NotNext from the pooled [CLS]
-        for head in (self.mlm.dense, self.mlm.norm, self.pair_head):
-            head.apply(init_weights)
-        nn.init.zeros_(self.mlm.decoder.bias)
+        self.mlm.reset_parameters()
+        self.pair_head.apply(init_weights)
 
     def forward(
         self,
@@ -233,14 +167,15 @@ class BertForPreTraining(HFConvertible, nn.Module):
 
     def to_hf(self):
         """The same weights in an HF ``transformers.BertForPreTraining`` (eager, eval mode)."""
-        return bert_to_hf(self)
+        return self.hf_converter.to_hf(self)
 
 
 class BertForSequenceClassification(HFConvertible, nn.Module):
     """BERT + dropout + a linear layer on the pooled ``[CLS]`` vector: ``.logits [B, n_classes]``,
     cross-entropy ``loss`` against ``labels [B]``. ``n_classes`` overrides ``config.n_classes``."""
 
-    hf_family = "bert"
+    config_class = BertConfig
+    hf_converter = BERT_FOR_SEQUENCE_CLASSIFICATION
 
     def __init__(self, config: BertConfig, n_classes: int | None = None):
         super().__init__()
@@ -269,4 +204,4 @@ class BertForSequenceClassification(HFConvertible, nn.Module):
 
     def to_hf(self):
         """The same weights in an HF ``transformers.BertForSequenceClassification``."""
-        return bert_to_hf(self)
+        return self.hf_converter.to_hf(self)

@@ -34,13 +34,13 @@ from torch import nn
 
 from ..attention import KVCache
 from ..config import BaseConfig
-from ..hf import HFConvertible, gpt2_to_hf
-from ..layers import Embeddings, TransformerBlock
+from ..hf import HFConvertible
+from ..hf.gpt2 import GPT2
+from ..layers import Embeddings, blocks, init_weights
 from ..objectives import causal_lm_shift
 from ..outputs import ModelOutput
 from ..transformer import Decoder
 from ..validation import check_same_shape, check_token_ids
-from .bert import init_weights
 
 Tensor = torch.Tensor
 
@@ -70,19 +70,16 @@ class GPT(HFConvertible, nn.Module):
     position happens inside, as in HF. ``GPT.from_hf(GPT2LMHeadModel)`` loads GPT-2 weights.
     """
 
-    hf_family = "gpt2"
+    config_class = GPTConfig
+    hf_converter = GPT2
 
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = c = config
         self.embeddings = Embeddings(c.vocab_size, c.d_model, c.max_len, dropout=c.dropout)
-        blocks = [
-            TransformerBlock(
-                c.d_model, c.n_heads, c.d_ff, c.dropout, c.activation, c.norm_eps, norm_first=True
-            )
-            for _ in range(c.n_layers)
-        ]
-        self.decoder = Decoder(blocks, final_norm=nn.LayerNorm(c.d_model, eps=c.norm_eps))
+        self.decoder = Decoder(
+            blocks(c, norm_first=True), final_norm=nn.LayerNorm(c.d_model, eps=c.norm_eps)
+        )
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self.lm_head.weight = self.embeddings.token.weight  # tie: one [vocab, C] matrix, two uses
         self.apply(init_weights)
@@ -167,7 +164,7 @@ class GPT(HFConvertible, nn.Module):
 
     def to_hf(self):
         """The same weights in an HF ``transformers.GPT2LMHeadModel`` (eager attention, eval mode)."""
-        return gpt2_to_hf(self)
+        return self.hf_converter.to_hf(self)
 
 
 def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None = None) -> Tensor:

@@ -35,11 +35,12 @@ from torch import nn
 
 from ..config import BaseConfig, check_positive_int
 from ..hf import HFConvertible
-from ..layers import TransformerBlock
+from ..hf.vit import VIT_FOR_IMAGE_CLASSIFICATION, VIT_MODEL
+from ..layers import TransformerBlock, blocks
 from ..objectives import patchify, random_patch_mask, restore_ids, unpatchify
 from ..outputs import ModelOutput
 from ..transformer import Encoder
-from ..validation import check_index_range, check_same_shape
+from ..validation import check_finite, check_index_range, check_same_shape
 
 Tensor = torch.Tensor
 
@@ -144,19 +145,14 @@ class ViTModel(HFConvertible, nn.Module):
     (row 0 is [CLS]). ``hidden_states`` are the embeddings and every block's output before the
     final norm, as in HF ViT."""
 
-    hf_family = "vit"
+    config_class = ViTConfig
+    hf_converter = VIT_MODEL
 
     def __init__(self, config: ViTConfig):
         super().__init__()
         self.config = c = config
         self.embeddings = PatchEmbeddings(c)
-        blocks = [
-            TransformerBlock(
-                c.d_model, c.n_heads, c.d_ff, c.dropout, c.activation, c.norm_eps, norm_first=True
-            )
-            for _ in range(c.n_layers)
-        ]
-        self.encoder = Encoder(blocks)
+        self.encoder = Encoder(blocks(c, norm_first=True))
         self.norm = nn.LayerNorm(c.d_model, eps=c.norm_eps)
 
     def forward(
@@ -178,7 +174,8 @@ class ViTForImageClassification(HFConvertible, nn.Module):
     """ViT + a linear head on the final [CLS] vector: ``.logits [B, n_classes]``, cross-entropy
     ``loss`` against ``labels [B]``. ``n_classes`` overrides ``config.n_classes``."""
 
-    hf_family = "vit"
+    config_class = ViTConfig
+    hf_converter = VIT_FOR_IMAGE_CLASSIFICATION
 
     def __init__(self, config: ViTConfig, n_classes: int | None = None):
         super().__init__()
@@ -326,3 +323,8 @@ def check_pixel_values(pixel_values, config: ViTConfig) -> None:
             f"pixel_values are {shape[2]}x{shape[3]} images but the model expects {S}x{S} "
             f"(config.image_size={S}): resize the images or build a ViTConfig with that size."
         )
+    if shape[0] == 0:
+        raise ValueError(
+            f"pixel_values is an empty batch (shape {shape}): pass at least one image."
+        )
+    check_finite(pixel_values, "pixel_values")

@@ -1,0 +1,126 @@
+"""The mix-in that gives a ptlearn model ``from_hf`` and ``from_pretrained``.
+
+A model class declares what conversion needs as two class attributes, so nothing here knows the
+models and a renamed or subclassed model keeps converting:
+
+- ``config_class``: its config dataclass (HF's own convention), built from the HF config's fields;
+- ``hf_converter``: an object with ``config_from_hf(hf_config, config_class)`` and
+  ``weights_from_hf(hf_state, config)`` (one per family, in :mod:`ptlearn.hf.bert`,
+  :mod:`ptlearn.hf.gpt2` and :mod:`ptlearn.hf.vit`).
+
+Imports: ``ptlearn.hf.io`` and ``ptlearn.validation``; never ``ptlearn.models``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar, Protocol
+
+import torch
+from torch import nn
+
+from ..validation import state_dict_mismatch
+from .io import read_hf_checkpoint, resolve_pretrained_dir
+
+Tensor = torch.Tensor
+
+
+class HFConverter(Protocol):
+    """What a model's ``hf_converter`` provides: HF config -> our config, HF tensors -> ours."""
+
+    def config_from_hf(self, hf: dict, config_class: type) -> Any: ...
+
+    def weights_from_hf(self, hf_state: dict[str, Tensor], config: Any) -> dict[str, Tensor]: ...
+
+
+def load_state_dict_strict(model: nn.Module, state: dict[str, Tensor], source: str) -> None:
+    """Copy ``state`` into ``model``; on any missing, unexpected or mis-shaped key raise one
+    ValueError that lists them all (``source`` names where the weights came from)."""
+    own = model.state_dict()
+    problems = state_dict_mismatch(own, state, source="the checkpoint")
+    if problems:
+        lines = [f"The weights from {source} do not fit this {type(model).__name__}'s config:"]
+        lines += [f"  {p}" for p in problems]
+        lines.append("Build the model from the checkpoint's own config (from_pretrained does).")
+        raise ValueError("\n".join(lines))
+    with torch.no_grad():
+        for k, t in own.items():
+            t.copy_(state[k])
+
+
+class HFConvertible:
+    """Mixed into every ptlearn model that has an HF counterpart (see the module docstring)."""
+
+    config_class: ClassVar[type]
+    hf_converter: ClassVar[HFConverter]
+
+    @classmethod
+    def from_hf(cls, hf_model) -> nn.Module:
+        """Copy the weights of an HF ``transformers`` model (already built) into a new ptlearn model."""
+        return cls._from_hf_parts(
+            hf_model.config.to_dict(), hf_model.state_dict(), type(hf_model).__name__
+        )
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_dir: str | os.PathLike, allow_pickle: bool = False
+    ) -> nn.Module:
+        """Load a hub model (online) or a local ``save_pretrained`` directory. Never runs remote code."""
+        directory = resolve_pretrained_dir(name_or_dir)
+        config, state = read_hf_checkpoint(directory, allow_pickle)
+        return cls._from_hf_parts(config, state, str(directory))
+
+    @classmethod
+    def _from_hf_parts(cls, hf_config: dict, hf_state: dict[str, Tensor], source: str) -> nn.Module:
+        config = cls.hf_converter.config_from_hf(hf_config, cls.config_class)
+        model = cls(config)
+        load_state_dict_strict(model, cls.hf_converter.weights_from_hf(hf_state, config), source)
+        return model.eval()
+
+
+# --- helpers every family uses -----------------------------------------------------------------
+
+_ACT_FROM_HF = {
+    "gelu": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "relu": "relu",
+}
+ACT_TO_HF = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu"}
+
+
+def activation_from_hf(name: str) -> str:
+    """HF ``hidden_act`` -> ptlearn: "gelu" is the exact GELU, "gelu_new" its tanh approximation."""
+    if name not in _ACT_FROM_HF:
+        raise ValueError(
+            f"HF activation {name!r} is not supported; use one of {sorted(_ACT_FROM_HF)}."
+        )
+    return _ACT_FROM_HF[name]
+
+
+def check_model_type(hf: dict, model_type: str) -> None:
+    """Refuse a checkpoint of another family (HF's ``model_type``) with a message that says so."""
+    if hf.get("model_type", model_type) != model_type:
+        raise ValueError(
+            f"The checkpoint is a {hf['model_type']!r} model, not {model_type!r}: "
+            f"load it with the matching ptlearn class."
+        )
+
+
+def check_supported(hf: dict, supported: dict) -> None:
+    """Refuse HF options that change the computation in a way ptlearn's model does not."""
+    for key, value in supported.items():
+        if hf.get(key, value) != value:
+            raise ValueError(f"HF config has {key}={hf[key]!r}; ptlearn supports only {value!r}.")
+
+
+def n_classes_from_hf(hf: dict) -> int:
+    """Classifier width: the number of named labels, else ``num_labels`` (HF's default 2)."""
+    return len(hf.get("id2label") or {}) or hf.get("num_labels", 2)
+
+
+def rename(name: str, pairs: list[tuple[str, str]]) -> str:
+    """Apply ``(old substring, new substring)`` replacements in order."""
+    for old, new in pairs:
+        name = name.replace(old, new)
+    return name
