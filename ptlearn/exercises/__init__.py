@@ -37,8 +37,18 @@ enforces the ones about notebooks):
    exported here.
 """
 
-from .ch01 import check_attention, check_causal_mask, check_split_heads
-from .ch02 import check_layer_norm, check_sinusoidal
+from .ch01 import (
+    check_attention,
+    check_causal_mask,
+    check_multi_head_attention,
+    check_split_heads,
+)
+from .ch02 import (
+    check_decoder_mask,
+    check_layer_norm,
+    check_sinusoidal,
+    check_transformer_block,
+)
 from .ch03 import check_bpe_merge, check_pair_counts, merge_pair, pair_counts
 from .ch04 import check_causal_lm_loss, check_greedy_decode, check_top_k
 from .ch05 import check_mlm_masking, check_sentence_pair
@@ -64,12 +74,14 @@ __all__ = [
     "check_bpe_merge",
     "check_causal_lm_loss",
     "check_causal_mask",
+    "check_decoder_mask",
     "check_distillation_loss",
     "check_factorized_param_count",
     "check_greedy_decode",
     "check_layer_norm",
     "check_lora_linear",
     "check_mlm_masking",
+    "check_multi_head_attention",
     "check_pair_counts",
     "check_patch_mask",
     "check_patchify",
@@ -81,6 +93,7 @@ __all__ = [
     "check_span_corruption",
     "check_split_heads",
     "check_top_k",
+    "check_transformer_block",
     "exercise",
     "hint_markdown",
     "solution_markdown",

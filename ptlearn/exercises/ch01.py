@@ -6,17 +6,21 @@ import math
 
 import torch
 
-from ..attention import causal_mask, scaled_dot_product_attention
+from ..attention import MultiHeadAttention, causal_mask, scaled_dot_product_attention
 from .framework import (
     Mistake,
     Tensor,
+    build,
     call,
     close,
+    compare_gradients,
+    copy_weights,
     describe,
     diagnose,
     exercise,
     expect_shape,
     expect_tensor,
+    first_output,
 )
 
 ATTENTION_MISTAKES = {
@@ -235,3 +239,135 @@ def check_split_heads(fn) -> str:
                 or "the values differ from x.view(B, T, H, C // H).transpose(1, 2)."
             )
     return "every head gets its own contiguous slice of channels at every position."
+
+
+MHA_MISTAKES = {
+    "unscaled": "the scores are not divided by sqrt(d_head): each head's dot products grow with "
+    "its size. Divide q @ k^T by math.sqrt(self.d_head).",
+    "scaled_by_d_model": "the scores are divided by sqrt(d_model); each head attends on its own "
+    "d_head = d_model / n_heads channels, so divide by sqrt(d_head).",
+    "wrong_split": "wrong head split: the shapes are right but each head gets a mix of positions. "
+    "Split with .view(B, T, n_heads, d_head).transpose(1, 2), not .reshape(B, n_heads, T, d_head).",
+    "wrong_merge": "the heads are merged back in the wrong order: y is [B, H, T, d_head]; "
+    "transpose(1, 2) to [B, T, H, d_head] before .reshape(B, T, C).",
+    "no_out_proj": "the output projection is missing: after merging the heads, apply "
+    "self.out_proj, which mixes what the heads found.",
+    "context_ignored": "cross-attention ignores the context: keys and values must come from "
+    "`context` (the encoder output) when it is given, queries from x.",
+    "mask_ignored": "the mask is ignored: masked keys still get attention. Fill their scores with "
+    "-inf before the softmax (scores.masked_fill(~mask, float('-inf'))).",
+    "mask_inverted": "the mask is inverted: True means 'may attend', so hide the keys where the "
+    "mask is False (masked_fill(~mask, ...)).",
+    "mask_after_softmax": "the masked weights were zeroed after the softmax, so the rows no "
+    "longer sum to 1: fill the scores with -inf before the softmax.",
+}
+
+# (B, Tq, Tk or None for self-attention, d_model, n_heads, mask kind)
+MHA_CASES = [
+    (2, 5, None, 32, 4, None),
+    (2, 6, None, 32, 4, "causal"),
+    (3, 3, 5, 48, 6, None),
+    (2, 4, 7, 32, 4, "padding"),
+    (1, 4, None, 16, 1, "causal"),
+]
+
+
+def mha_variant(
+    m, x, context=None, mask=None, *, scale="d_head", split=True, merge=True, out_proj=True,
+    use_context=True, mask_mode="before",
+):  # fmt: skip
+    """Multi-head attention with ptlearn's weights (``m``) and knobs that reproduce mistakes."""
+    B, T, C = x.shape
+    H = m.n_heads
+    d = C // H
+    source = x if context is None or not use_context else context
+
+    def heads(t):  # [B, S, C] -> [B, H, S, d]
+        S = t.size(1)
+        return t.view(B, S, H, d).transpose(1, 2) if split else t.reshape(B, H, S, d)
+
+    q, k, v = heads(m.q_proj(x)), heads(m.k_proj(source)), heads(m.v_proj(source))
+    scores = q @ k.transpose(-2, -1)  # [B, H, Tq, Tk]
+    scores = scores / {"d_head": math.sqrt(d), "d_model": math.sqrt(C), "none": 1.0}[scale]
+    if mask is not None and mask_mode == "before":
+        scores = scores.masked_fill(~mask, float("-inf"))
+    if mask is not None and mask_mode == "inverted":
+        scores = scores.masked_fill(mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None and mask_mode == "after":
+        weights = weights * mask
+    y = weights @ v  # [B, H, Tq, d]
+    y = y.transpose(1, 2).reshape(B, T, C) if merge else y.reshape(B, T, C)
+    return m.out_proj(y) if out_proj else y
+
+
+def mha_case_mask(kind, B, Tq, Tk, g):
+    """None, a causal ``[Tq, Tk]`` mask, or a key padding mask ``[B, 1, 1, Tk]``."""
+    if kind == "causal":
+        return causal_mask(Tq, Tk)
+    if kind == "padding":
+        lengths = torch.randint(2, Tk, (B,), generator=g)
+        return (torch.arange(Tk)[None, :] < lengths[:, None])[:, None, None, :]
+    return None
+
+
+@exercise("multi-head attention module")
+def check_multi_head_attention(cls) -> str:
+    """Check a module class ``cls(d_model, n_heads)`` whose ``forward(x, context=None, mask=None)``
+    returns ``[B, Tq, d_model]`` (or a tuple starting with it) against
+    :class:`ptlearn.attention.MultiHeadAttention` with the same weights (copied in).
+
+    The learner's module must have ptlearn's parameter names: ``q_proj``, ``k_proj``, ``v_proj``,
+    ``out_proj`` (``nn.Linear(d_model, d_model)``). Self-attention, cross-attention (``context``
+    ``[B, Tk, d_model]``), a causal mask and a key padding mask; outputs and gradients. Names the
+    mistakes in ``MHA_MISTAKES``: missing or wrong scale, wrong head split or merge, no output
+    projection, context ignored, mask ignored, inverted or applied after the softmax.
+    """
+    m, g = MHA_MISTAKES, torch.Generator().manual_seed(2)
+    for B, Tq, Tk, C, H, mask_kind in MHA_CASES:
+        torch.manual_seed(len(str((B, Tq, Tk, C, H))))
+        ref = MultiHeadAttention(C, H)
+        mine = build(cls, C, H, what=f"{getattr(cls, '__name__', 'your class')}({C}, {H})")
+        copy_weights(mine, ref.state_dict(), "your module")
+        x = torch.randn(B, Tq, C, generator=g)
+        context = None if Tk is None else torch.randn(B, Tk, C, generator=g)
+        mask = mha_case_mask(mask_kind, B, Tq, Tk or Tq, g)
+        what = describe(x=x) + (f", context {[B, Tk, C]}" if Tk else "")
+        what += f", mask {list(mask.shape)}" if mask is not None else ""
+        x_mine, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+        got = first_output(
+            call(mine, x_mine, context=context, mask=mask, inputs=what), "your module's output"
+        )
+        expected = ref(x_ref, context=context, mask=mask)[0]  # [B, Tq, C]
+        expect_shape(got, expected.shape, "the output", "It should be [B, Tq, d_model].")
+        if not close(got, expected):
+            with torch.no_grad():
+                variants = {
+                    m["unscaled"]: mha_variant(ref, x, context, mask, scale="none"),
+                    m["scaled_by_d_model"]: mha_variant(ref, x, context, mask, scale="d_model"),
+                    m["wrong_split"]: mha_variant(ref, x, context, mask, split=False),
+                    m["wrong_merge"]: mha_variant(ref, x, context, mask, merge=False),
+                    m["no_out_proj"]: mha_variant(ref, x, context, mask, out_proj=False),
+                }
+                if context is not None:
+                    variants[m["context_ignored"]] = mha_variant(ref, x, None, None)
+                if mask is not None:
+                    variants[m["mask_ignored"]] = mha_variant(ref, x, context, None)
+                    variants[m["mask_after_softmax"]] = mha_variant(
+                        ref, x, context, mask, mask_mode="after"
+                    )
+                    variants[m["mask_inverted"]] = mha_variant(
+                        ref, x, context, mask, mask_mode="inverted"
+                    )
+            raise Mistake(
+                diagnose(got.detach(), variants)
+                or f"the output differs from ptlearn's MultiHeadAttention (called with {what})."
+            )
+        grad_out = torch.randn(expected.shape, generator=g)
+        (got * grad_out).sum().backward()
+        (expected * grad_out).sum().backward()
+        compare_gradients(mine, ref, {"x": (x_mine, x_ref)}, "your module")
+    return (
+        "your module matches ptlearn's MultiHeadAttention with the same weights: self- and "
+        "cross-attention, causal and padding masks, outputs and gradients."
+    )

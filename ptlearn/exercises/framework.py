@@ -145,3 +145,84 @@ def solution_markdown(code: str, note: str = "") -> str:
     if note:
         body += f"\n\n{note.strip()}"
     return f"<details><summary>Solution</summary>\n\n{body}\n\n</details>"
+
+
+# --- build-it exercises: the learner's module against ptlearn's, with copied weights -------------
+
+
+def build(cls, *args, what: str, **kwargs):
+    """Construct the learner's module ``cls(*args, **kwargs)``; a crash becomes a :class:`Mistake`
+    that names the constructor call (``what``)."""
+    try:
+        module = cls(*args, **kwargs)
+    except NotImplementedError:
+        raise Mistake(
+            f"{what} is not implemented yet: replace `raise NotImplementedError` with your code."
+        ) from None
+    except Exception as error:
+        raise Mistake(f"{what} raised {type(error).__name__}: {error}.") from None
+    if not isinstance(module, torch.nn.Module):
+        raise Mistake(
+            f"{what} should build a torch.nn.Module, but it is a {type(module).__name__}."
+        )
+    return module
+
+
+def copy_weights(module: torch.nn.Module, state_dict: dict, what: str) -> None:
+    """Load ptlearn's weights (``state_dict``) into the learner's ``module``, so that both compute
+    with the same numbers; mismatched parameter names or shapes become a :class:`Mistake` that
+    lists them."""
+    mine = module.state_dict()
+    missing = [k for k in state_dict if k not in mine]
+    unexpected = [k for k in mine if k not in state_dict]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}")
+        if unexpected:
+            extra = ", ".join(unexpected[:6]) + (" ..." if len(unexpected) > 6 else "")
+            parts.append(f"unexpected {extra}")
+        raise Mistake(
+            f"{what}'s parameters are not named like ptlearn's, so its weights cannot be copied "
+            f"in ({'; '.join(parts)}). Keep the attribute names of the stub's __init__."
+        )
+    for key, value in state_dict.items():
+        if tuple(mine[key].shape) != tuple(value.shape):
+            raise Mistake(
+                f"{what}.{key} has shape {list(mine[key].shape)}, ptlearn's has "
+                f"{list(value.shape)}."
+            )
+    module.load_state_dict(state_dict)
+
+
+def first_output(result, what: str) -> Tensor:
+    """A module may return ``out`` or a tuple whose first element is ``out``."""
+    if isinstance(result, (tuple, list)) and len(result) > 0:
+        result = result[0]
+    return expect_tensor(result, what)
+
+
+def compare_gradients(mine: torch.nn.Module, ref: torch.nn.Module, inputs: dict, what: str):
+    """After ``backward`` on both, the inputs' and parameters' gradients must agree. Outputs that
+    agree with gradients that do not mean part of the computation is cut from the graph."""
+    ref_grads = dict(ref.named_parameters())
+    for name, p in mine.named_parameters():
+        r = ref_grads.get(name)
+        if r is None or r.grad is None:
+            continue
+        if p.grad is None:
+            raise Mistake(
+                f"{what}.{name} gets no gradient: it is not used in forward, or the computation is "
+                "cut from the graph (.detach(), .data, torch.no_grad())."
+            )
+        if not close(p.grad, r.grad, atol=1e-4, rtol=1e-3):
+            raise Mistake(
+                f"the outputs agree but the gradient of {what}.{name} does not: part of the "
+                "computation is cut from the graph (.detach(), .data, torch.no_grad()) or "
+                "changed in place."
+            )
+    for name, (x_mine, x_ref) in inputs.items():
+        if x_ref.grad is not None and (
+            x_mine.grad is None or not close(x_mine.grad, x_ref.grad, 1e-4, 1e-3)
+        ):
+            raise Mistake(f"the gradient with respect to {name} differs from ptlearn's.")
