@@ -13,12 +13,14 @@ tensors from ``model(..., output_attentions=True)`` (ptlearn and HF models alike
   :func:`attention_replay`, :func:`head_step_by_step`, :func:`softmax_temperature_demo`,
   :func:`rollout_explorer`, :func:`error_explorer` (a classifier's mistakes with its [CLS]
   attention, beside :func:`plot_confusion_matrix`), and the Trainer callback :class:`LiveMonitor`;
-- offline export: :func:`export_html` (one self-contained interactive page);
+- offline export: :func:`export_html` (one self-contained interactive page), and
+  :func:`embed_attention` (that page inside a notebook output: interactive without a kernel);
 - bertviz: :func:`head_view`, :func:`model_view` (bertviz itself is imported only when called).
 """
 
 from .bertviz_bridge import head_view, model_view
 from .budget import parameter_breakdown, parameter_budget
+from .embed import embed_attention
 from .error_analysis import classify_with_attention, error_explorer, plot_confusion_matrix
 from .export import attention_view, attention_view_data, export_html
 from .figures import save_figure
@@ -47,6 +49,7 @@ __all__ = [
     "attention_view",
     "attention_view_data",
     "classify_with_attention",
+    "embed_attention",
     "error_explorer",
     "export_html",
     "fill_mask_playground",
