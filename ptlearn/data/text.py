@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from .sources import dataset_dir
+from .sst2 import read_split
 
 __all__ = [
     "AG_NEWS_CLASSES",
@@ -137,17 +138,18 @@ def load_sst2(split: str = "train") -> LabeledTexts:
     GLUE hides the labels of its test set, so ptlearn makes its own three splits:
 
     - ``"test"``: the official dev set (``dev.tsv``, 872 sentences) — what papers report;
-    - ``"validation"``: 872 rows held out of ``train.tsv`` by a fixed seeded permutation;
-    - ``"train"``: the remaining 66,477 rows of ``train.tsv``, in file order.
+    - ``"validation"``: 872 whole sentences held out of ``train.tsv`` by a fixed seed;
+    - ``"train"``: the rows of ``train.tsv`` (phrases and sentences, about 60,800, in file order)
+      that share no phrase of 4 or more words with a validation or test sentence
+      (:func:`ptlearn.data.sst2.leak_free_split` says why and how).
     """
     _check_split(split)
     folder = dataset_dir("sst2")
     if split == "test":
         texts, labels = read_sst2_tsv(folder / "dev.tsv")
         return LabeledTexts(texts, labels, list(SST2_CLASSES))
-    texts, labels = read_sst2_tsv(folder / "train.tsv")
-    held_out = set(_seeded_permutation(len(texts))[:SST2_VALIDATION_SIZE])
-    keep = [i for i in range(len(texts)) if (i in held_out) == (split == "validation")]
+    texts, labels, train_rows, validation_rows = read_split(folder)  # no leaks: see .sst2
+    keep = validation_rows if split == "validation" else train_rows
     return LabeledTexts([texts[i] for i in keep], [labels[i] for i in keep], list(SST2_CLASSES))
 
 
