@@ -50,9 +50,21 @@ from .ch02 import (
     check_transformer_block,
 )
 from .ch03 import check_bpe_merge, check_pair_counts, merge_pair, pair_counts
-from .ch04 import check_causal_lm_loss, check_greedy_decode, check_top_k
-from .ch05 import check_mlm_masking, check_sentence_pair
-from .ch06 import check_factorized_param_count, check_sop_pairs
+from .ch04 import (
+    check_causal_lm_loss,
+    check_greedy_decode,
+    check_kv_cache,
+    check_my_gpt,
+    check_top_k,
+    check_training_loop,
+)
+from .ch05 import check_bert_embeddings, check_mlm_head, check_mlm_masking, check_sentence_pair
+from .ch06 import (
+    check_factorized_embeddings,
+    check_factorized_param_count,
+    check_shared_encoder,
+    check_sop_pairs,
+)
 from .ch07 import check_patch_mask, check_patchify
 from .ch08 import check_rtd_labels, check_span_corruption
 from .ch09 import check_bitfit, check_lora_linear
@@ -70,29 +82,36 @@ __all__ = [
     "CheckResult",
     "Mistake",
     "check_attention",
+    "check_bert_embeddings",
     "check_bitfit",
     "check_bpe_merge",
     "check_causal_lm_loss",
     "check_causal_mask",
     "check_decoder_mask",
     "check_distillation_loss",
+    "check_factorized_embeddings",
     "check_factorized_param_count",
     "check_greedy_decode",
+    "check_kv_cache",
     "check_layer_norm",
     "check_lora_linear",
+    "check_mlm_head",
     "check_mlm_masking",
     "check_multi_head_attention",
+    "check_my_gpt",
     "check_pair_counts",
     "check_patch_mask",
     "check_patchify",
     "check_quantize_int8",
     "check_rtd_labels",
     "check_sentence_pair",
+    "check_shared_encoder",
     "check_sinusoidal",
     "check_sop_pairs",
     "check_span_corruption",
     "check_split_heads",
     "check_top_k",
+    "check_training_loop",
     "check_transformer_block",
     "exercise",
     "hint_markdown",
