@@ -47,6 +47,7 @@ WEIGHTS_FILE = "model.safetensors"
 STATE_FILE = "trainer_state.pt"
 META_FILE = "meta.json"
 CHECKPOINT_DIR = "checkpoint"
+RUN_IDENTITY: dict[Path, dict] = {}  # checkpoint path -> what defines the run (ptlearn.runs)
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -74,20 +75,76 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one."""
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _usual_mode(path: Path, directory: bool = False) -> None:
+    """Give a temporary file (0600) or folder (0700) the mode a plain ``open``/``mkdir`` would:
+    0666/0777 minus the umask, so a class folder shared by an instructor stays readable."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+
+
+class WriteError(OSError):
+    """Writing a file or a checkpoint failed (disk full, permission, a file in the way); the
+    message names the path, and nothing half-written is left behind."""
+
+
+def write_error(err: OSError, path, what: str = "write") -> WriteError:
+    """A one-line :class:`WriteError` naming ``path`` and the usual fix for ``err``."""
+    import errno
+
+    hints = {
+        errno.ENOSPC: "the disk is full: free some space or choose a folder on another disk",
+        errno.EDQUOT: "the disk quota is exceeded: free some space or choose another folder",
+        errno.EACCES: "permission denied: choose a folder you can write to",
+        errno.EPERM: "permission denied: choose a folder you can write to",
+        errno.EROFS: "the file system is read-only: choose a folder you can write to",
+        errno.ENOTDIR: "a file is in the way where a folder is needed: choose another path",
+        errno.EEXIST: "a file is in the way where a folder is needed: choose another path",
+        errno.EISDIR: "a folder is in the way where a file is needed: choose another path",
+    }
+    hint = hints.get(err.errno, err.strerror or str(err))
+    new = WriteError(err.errno, f"Cannot {what} {path}: {hint}.")
+    new.filename = str(path)
+    return new
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = True) -> Path:
+    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one.
+
+    The file gets the usual mode (0666 minus the umask), not the 0600 of a temporary file; an
+    OSError (disk full, permission) removes the temporary file and is raised as a
+    :class:`WriteError` that names ``path``.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
+        _usual_mode(Path(tmp))
         os.replace(tmp, path)
+    except OSError as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, WriteError):
+            raise
+        raise write_error(err, path) from err
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    if fsync:
+        _fsync_dir(path.parent)
+    return path
 
 
 # --- RNG state as plain data (torch.load(weights_only=True) accepts only tensors and containers) ---
@@ -209,17 +266,21 @@ def save_checkpoint(
     model: torch.nn.Module,
     trainer_state: dict | None = None,
     config=None,
+    run_identity: dict | None = None,
 ) -> Path:
     """Write a complete checkpoint directory at ``path``, replacing any previous one atomically.
 
     ``trainer_state`` must hold only tensors and plain containers (it is read back with
     ``weights_only=True``); ``config`` (a dataclass or dict, e.g. the TrainConfig) goes into
-    meta.json beside the model's own ``model.config``.
+    meta.json beside the model's own ``model.config``. ``run_identity`` (what defines the run:
+    data, tokenizer fingerprint, ``--from`` source, preset, seed; see :mod:`ptlearn.runs`) is
+    stored as ``meta["run"]``; without it, one registered for ``path`` in :data:`RUN_IDENTITY`
+    is used (how ``ptlearn train`` records it for the Trainer's checkpoints).
+
+    A failure (disk full, permission) removes the half-written folder, keeps the previous
+    checkpoint, and raises a :class:`WriteError` naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _recover(path)
-    _remove_leftovers(path)
     model = unwrap_model(model)
     meta = {
         "format_version": FORMAT_VERSION,
@@ -228,23 +289,62 @@ def save_checkpoint(
         "train_config": _to_jsonable(config),
         "step": (trainer_state or {}).get("step"),
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f"{path.name}.tmp-", dir=path.parent))
-    atomic_write_bytes(tmp / WEIGHTS_FILE, _weights_bytes(model))
-    if trainer_state is not None:
-        atomic_write_bytes(tmp / STATE_FILE, _state_bytes(trainer_state))
-    atomic_write_bytes(tmp / META_FILE, json.dumps(meta, indent=2).encode())  # last: marks complete
-    _swap_in(tmp, path)
+    run = _to_jsonable(
+        run_identity if run_identity is not None else RUN_IDENTITY.get(path.resolve())
+    )
+    if run is not None:
+        meta["run"] = run
+    weights = _weights_bytes(model)  # before touching the disk: refuses NaN weights
+    state = _state_bytes(trainer_state) if trainer_state is not None else None
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        recover_checkpoint(path)
+        _remove_leftovers(path)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{path.name}.tmp-", dir=path.parent))
+        _usual_mode(tmp, directory=True)
+        atomic_write_bytes(tmp / WEIGHTS_FILE, weights)
+        if state is not None:
+            atomic_write_bytes(tmp / STATE_FILE, state)
+        atomic_write_bytes(tmp / META_FILE, json.dumps(meta, indent=2).encode())  # last: complete
+    except OSError as err:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)  # no half-written checkpoint folder stays
+        raise write_error(err, path, "write the checkpoint") from err
+    except BaseException:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    # tmp is complete from here on: an interruption of the swap leaves it for recover_checkpoint
+    try:
+        _swap_in(tmp, path)
+    except OSError as err:
+        recover_checkpoint(path)
+        raise write_error(err, path, "write the checkpoint") from err
     return path
 
 
 def _swap_in(tmp: Path, path: Path) -> None:
-    """Replace directory ``path`` by the complete directory ``tmp``; keep the old one until done."""
-    old = path.with_name(f"{path.name}.old-{uuid.uuid4().hex[:8]}")
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
+    """Replace directory ``path`` by the complete directory ``tmp``; keep the old one until done.
+
+    A reader that finds no ``path`` between the two renames puts the old checkpoint back
+    (:func:`recover_checkpoint`); the rename then fails, and the writer moves it aside again."""
+    olds = []
+    for _ in range(100):
+        if path.exists():
+            olds.append(path.with_name(f"{path.name}.old-{uuid.uuid4().hex[:8]}"))
+            os.replace(path, olds[-1])
+        try:
+            os.replace(tmp, path)
+            break
+        except OSError:
+            if not path.exists():
+                raise
+    else:
+        raise OSError(f"Could not put the new checkpoint in place at {path}")
     _fsync_dir(path.parent)
-    shutil.rmtree(old, ignore_errors=True)
+    for old in olds:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _siblings(path: Path) -> list[Path]:
@@ -252,19 +352,40 @@ def _siblings(path: Path) -> list[Path]:
     return [*path.parent.glob(f"{name}.tmp-*"), *path.parent.glob(f"{name}.old-*")]
 
 
-def _recover(path: Path) -> None:
-    """After a crash between the two renames of :func:`_swap_in`, put the newest complete one back."""
+def _step_of(folder: Path) -> int:
+    try:
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        return int(meta.get("step") or 0) if isinstance(meta, dict) else 0
+    except (OSError, ValueError, TypeError):
+        return -1  # unreadable: ranked last
+
+
+def recover_checkpoint(path: str | os.PathLike) -> bool:
+    """After a crash between the two renames of :func:`_swap_in` (no ``path``, but a complete
+    ``path.old-*`` or ``path.tmp-*`` beside it), put the newest complete one back.
+
+    Call it before deciding whether there is a checkpoint to resume. Returns True when it moved
+    one into place. A folder it cannot write leaves things as they are (readers then see none).
+    """
+    path = Path(path)
     if path.exists():
-        return
+        return False
 
     def rank(d: Path):
-        step = json.loads((d / META_FILE).read_text()).get("step") or 0
-        return step, ".tmp-" in d.name  # the new checkpoint (tmp) wins a tie with the old one
+        return _step_of(d), ".tmp-" in d.name  # the new checkpoint (tmp) wins a tie with the old
 
     complete = [d for d in _siblings(path) if (d / META_FILE).is_file()]
-    if complete:
+    if not complete:
+        return False
+    try:
         os.replace(max(complete, key=rank), path)
         _fsync_dir(path.parent)
+    except OSError:
+        return path.exists()  # another process recovered it first, or a read-only folder
+    return True
+
+
+_recover = recover_checkpoint  # the old private name
 
 
 def _remove_leftovers(path: Path) -> None:
@@ -292,9 +413,14 @@ def read_meta(path: str | os.PathLike) -> dict:
             f"TrainConfig(out_dir=...) to write one, or pass the directory that holds meta.json."
         )
     try:
-        meta = json.loads(file.read_text())
+        meta = json.loads(file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{file} is not valid JSON ({err}); the checkpoint is damaged.") from err
+    if not isinstance(meta, dict):
+        raise ValueError(
+            f"{file} holds a JSON {type(meta).__name__}, not an object with format_version, "
+            f"model_class and model_config; the checkpoint is damaged or not ptlearn's."
+        )
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ValueError(

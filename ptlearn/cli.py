@@ -9,6 +9,7 @@
     ptlearn train gpt --nproc 2                         # the same run on 2 processes (DDP)
     ptlearn bench throughput                            # ptlearn vs HF transformers
     ptlearn course                                      # copy the notebooks, start JupyterLab
+    ptlearn site                                        # the course as a website, in site/
 
 ``train`` and ``finetune`` show a progress bar (stderr), write checkpoints into ``--out``
 (default ``runs/<model>-<data>``), continue from the checkpoint there unless ``--no-resume``,
@@ -26,7 +27,6 @@ import dataclasses
 import filecmp
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -47,6 +47,10 @@ BENCHMARKS = {
 
 class CLIError(Exception):
     """A mistake in the command line or its inputs: printed as one message, exit status 2."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C stopped a run cleanly: printed as one message, exit status 130."""
 
 
 # --- train / finetune -------------------------------------------------------------------------
@@ -110,12 +114,63 @@ def _summary(trainer, recipe, wall: float, resumed_from: int | None) -> dict:
     return result
 
 
+def _is_rank0() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _prepare_out(out: Path):
+    """Create ``out`` and take its lock (rank 0); one-line errors for a file or no permission."""
+    from .checkpoint import write_error
+    from .runs import FolderLock, RunFolderError
+
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file, not a folder: choose a folder for the run.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CLIError(str(write_error(err, out, "create the run folder"))) from err
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise CLIError(f"Cannot write into --out {out}: permission denied; choose another folder.")
+    try:
+        return FolderLock(out).acquire()
+    except RunFolderError as err:
+        raise CLIError(str(err)) from err
+
+
+def _check_run_folder(out: Path, identity: dict, resume: bool) -> None:
+    """Refuse to resume another experiment's checkpoint, or to overwrite files ptlearn did not
+    write (a user's tokenizer.json in an unrelated folder)."""
+    from .runs import foreign_files, identity_difference, recorded_identity
+
+    foreign = foreign_files(out)
+    if foreign:
+        names = ", ".join(str(f) for f in foreign)
+        raise CLIError(
+            f"{names} was not written by a ptlearn run and would be overwritten: move it away, "
+            f"or choose another --out."
+        )
+    if resume:
+        difference = identity_difference(recorded_identity(out), identity)
+        if difference:
+            raise CLIError(
+                f"{out} holds another run (different {difference}): pass --no-resume to start "
+                f"over there (its checkpoint will be replaced), or choose another --out."
+            )
+
+
 def run_recipe(recipe, args) -> dict:
-    """Train ``recipe`` as the command line says; returns the summary (printed by rank 0)."""
+    """Train ``recipe`` as the command line says; returns the summary (printed by rank 0).
+
+    Before training: the run folder is locked (one run per folder), a checkpoint left between
+    the two renames of a swap is recovered, and a checkpoint is resumed only if it belongs to
+    this same run (:mod:`ptlearn.runs`). During training: a checkpoint every minute (unless
+    ``--checkpoint-every``), and Ctrl-C stops cleanly after the running step with a checkpoint.
+    """
     import torch
 
-    from .checkpoint import CHECKPOINT_DIR
+    from .checkpoint import CHECKPOINT_DIR, RUN_IDENTITY, recover_checkpoint
     from .recipes import save_run_files
+    from .runs import RunInterrupted, StopGuard, checkpoint_seconds, run_identity
     from .training import Trainer
 
     if args.threads:
@@ -123,23 +178,50 @@ def run_recipe(recipe, args) -> dict:
     start = time.perf_counter()
     config = _budget(recipe.config, args)
     out = Path(args.out)
-    resume = not args.no_resume and (out / CHECKPOINT_DIR).exists()
-    if resume:
-        _check_resumable(out, recipe.model)
-    trainer = Trainer(
-        recipe.model, config, recipe.train_data, recipe.eval_data,
-        collate_fn=recipe.collate_fn, metrics=recipe.metrics, resume=resume,
-    )  # fmt: skip
-    resumed_from = trainer.state.step if resume else None
-    if trainer.rank == 0:
-        save_run_files(recipe, out)
+    rank0 = _is_rank0()
+    lock = _prepare_out(out) if rank0 else None
+    try:
+        if rank0:
+            recover_checkpoint(out / CHECKPOINT_DIR)
+        resume = not args.no_resume and (out / CHECKPOINT_DIR).exists()
         if resume:
-            _say(f"resuming from {out / CHECKPOINT_DIR} at step {resumed_from}")
-    trainer.fit()
-    result = _summary(trainer, recipe, time.perf_counter() - start, resumed_from)
-    if trainer.rank == 0:
-        print(json.dumps(result), flush=True)
-    return result
+            _check_resumable(out, recipe.model)
+        identity = run_identity(recipe.info, recipe.model.config, recipe.tokenizer, args.seed)
+        if rank0:
+            _check_run_folder(out, identity, resume)
+        RUN_IDENTITY[(out / CHECKPOINT_DIR).resolve()] = identity
+        seconds = None if args.checkpoint_every else checkpoint_seconds()
+        guard = StopGuard(seconds, say=_say)
+        trainer = Trainer(
+            recipe.model, config, recipe.train_data, recipe.eval_data,
+            collate_fn=recipe.collate_fn, metrics=recipe.metrics, resume=resume,
+            callbacks=[guard],
+        )  # fmt: skip
+        resumed_from = trainer.state.step if resume else None
+        if trainer.rank == 0:
+            save_run_files(recipe, out)
+            if resume:
+                _say(f"resuming from {out / CHECKPOINT_DIR} at step {resumed_from}")
+        if trainer.world_size == 1:
+            guard.install()  # under DDP, Ctrl-C stays the default (every rank must stop alike)
+        try:
+            trainer.fit()
+        except RunInterrupted:
+            guard.uninstall()
+            path = trainer.save_checkpoint()
+            raise Interrupted(
+                f"interrupted at step {trainer.state.step}; checkpoint saved in {path}. Run the "
+                f"same command again to continue (or add --no-resume to start over)."
+            ) from None
+        finally:
+            guard.uninstall()
+        result = _summary(trainer, recipe, time.perf_counter() - start, resumed_from)
+        if trainer.rank == 0:
+            print(json.dumps(result), flush=True)
+        return result
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _without_nproc(argv: list[str]) -> list[str]:
@@ -245,12 +327,26 @@ def copy_course(source: Path, target: Path) -> dict[str, list[str]]:
     Returns the file names by outcome: ``copied`` (new), ``unchanged`` (already identical) and
     ``kept`` (present with different content: the learner's version stays).
     """
-    target.mkdir(parents=True, exist_ok=True)
+    from .checkpoint import atomic_write_bytes, write_error
+
+    if target.exists() and not target.is_dir():
+        raise CLIError(f"{target} is a file, not a folder: choose a folder for the course.")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CLIError(str(write_error(err, target, "create the course folder"))) from err
     outcome = {"copied": [], "unchanged": [], "kept": []}
     for notebook in sorted(source.glob("*.ipynb")):
         dest = target / notebook.name
         if not dest.exists():
-            shutil.copy2(notebook, dest)
+            # atomic: a half-copied notebook (disk full) would later pass for the learner's edits
+            try:
+                atomic_write_bytes(dest, notebook.read_bytes(), fsync=False)
+            except OSError as err:
+                raise CLIError(
+                    f"{err} Nothing half-written was left; {len(outcome['copied'])} notebook(s) "
+                    f"were copied before."
+                ) from err
             outcome["copied"].append(notebook.name)
         elif filecmp.cmp(notebook, dest, shallow=False):
             outcome["unchanged"].append(notebook.name)
@@ -324,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     course.add_argument("dir", nargs="?", default="ptlearn-course")
     course.add_argument("--no-launch", action="store_true", help="copy only; do not start Jupyter")
     course.set_defaults(func=cmd_course)
+    from .site import add_parser as add_site_parser  # `ptlearn site`: the course as a website
+
+    add_site_parser(sub)
     return parser
 
 
@@ -340,8 +439,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args, argv)
+    except Interrupted as err:
+        parser.exit(130, f"ptlearn: {err}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, "ptlearn: interrupted before training started; nothing was written.\n")
     except (CLIError, ValueError, DataNotFoundError, FileNotFoundError) as err:
-        parser.exit(2, f"ptlearn: error: {err}\n")
+        parser.exit(2, f"ptlearn: error: {_one_line(err)}\n")
+    except OSError as err:  # permission, disk full, a file in the way: name the path
+        parser.exit(2, f"ptlearn: error: {_os_message(err)}\n")
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split("\n")) if len(str(err).splitlines()) > 1 else str(err)
+
+
+def _os_message(err: OSError) -> str:
+    from .checkpoint import WriteError, write_error
+
+    if isinstance(err, WriteError) or not err.filename:
+        return str(err)
+    return str(write_error(err, err.filename, "use"))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ from tokenizers import (
     trainers,
 )
 
+from .checkpoint import atomic_write_bytes
+
 __all__ = ["CharTokenizer", "HFTokenizer", "load_tokenizer"]
 
 # special-token role -> the names different conventions use for it
@@ -51,9 +53,35 @@ BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 GPT_SPECIAL_TOKENS = ["<|endoftext|>"]  # GPT-2's one special token: both BOS and EOS
 
 
-def _ids_list(ids) -> list[int]:
-    """Accept a list, a 1-D tensor or a numpy array of ids."""
-    return [int(i) for i in (ids.tolist() if hasattr(ids, "tolist") else ids)]
+def _ids_list(ids, vocab_size: int | None = None) -> list[int]:
+    """Accept a list, a 1-D tensor or a numpy array of ids; with ``vocab_size``, every id must be
+    in ``[0, vocab_size)`` (a negative id would otherwise index from the end of the vocabulary,
+    and HF tokenizers silently drop unknown ids)."""
+    ids = [int(i) for i in (ids.tolist() if hasattr(ids, "tolist") else ids)]
+    if vocab_size is not None:
+        bad = [i for i in ids if not 0 <= i < vocab_size]
+        if bad:
+            raise ValueError(
+                f"Token id {bad[0]} is outside this tokenizer's vocabulary [0, {vocab_size})"
+                f"{f' ({len(bad)} such ids)' if len(bad) > 1 else ''}: the ids come from another "
+                f"tokenizer or a model with a larger vocab_size."
+            )
+    return ids
+
+
+def _read_json(path, what: str):
+    """The JSON object in ``path``; a ValueError naming the file for anything else."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8-sig")
+        data = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(
+            f"{path} is not a {what} (not UTF-8 JSON: {err}); save it again or use the "
+            f"tokenizer.json written with the model."
+        ) from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} holds a JSON {type(data).__name__}, not a {what}.")
+    return data
 
 
 class _SpecialIds:
@@ -127,13 +155,13 @@ class CharTokenizer(_SpecialIds):
 
     def decode(self, ids, skip_special_tokens: bool = False) -> str:
         """Ids -> text: the characters joined (special tokens kept unless skipped)."""
-        ids = _ids_list(ids)
+        ids = _ids_list(ids, self.vocab_size)
         return "".join(
             self.tokens[i] for i in ids if not (skip_special_tokens and i in self.special_ids)
         )
 
     def convert_ids_to_tokens(self, ids) -> list[str]:
-        return [self.tokens[i] for i in _ids_list(ids)]
+        return [self.tokens[i] for i in _ids_list(ids, self.vocab_size)]
 
     def save(self, path) -> None:
         """Write the vocabulary as JSON."""
@@ -142,15 +170,23 @@ class CharTokenizer(_SpecialIds):
             "tokens": self.tokens,
             "special_tokens": self.special_tokens,
         }
-        Path(path).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+        atomic_write_bytes(path, json.dumps(data, ensure_ascii=False).encode("utf-8"))
 
     @classmethod
     def load(cls, path) -> CharTokenizer:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = _read_json(path, "saved CharTokenizer")
         if data.get("type") != "CharTokenizer":
             raise ValueError(f"{path} is not a saved CharTokenizer (use HFTokenizer.load).")
+        tokens, specials = data.get("tokens"), data.get("special_tokens", [])
+        if not (isinstance(tokens, list) and all(isinstance(t, str) for t in tokens)) or not (
+            isinstance(specials, list) and set(specials) <= set(tokens)
+        ):
+            raise ValueError(
+                f"{path} is damaged: 'tokens' must be a list of strings that includes every "
+                f"entry of 'special_tokens'."
+            )
         tok = cls.__new__(cls)
-        tok._init_vocab(data["tokens"], data["special_tokens"])
+        tok._init_vocab(tokens, specials)
         return tok
 
 
@@ -186,18 +222,28 @@ class HFTokenizer(_SpecialIds):
     def decode(self, ids, skip_special_tokens: bool = False) -> str:
         """Ids -> text; ``skip_special_tokens=True`` drops ``[CLS]``, ``[SEP]``, ``[PAD]`` ...
         (the default keeps them, as in HF ``transformers``)."""
-        return self.tokenizer.decode(_ids_list(ids), skip_special_tokens=skip_special_tokens)
+        ids = _ids_list(ids, self.vocab_size)
+        return self.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
 
     def convert_ids_to_tokens(self, ids) -> list[str]:
-        return [self.tokenizer.id_to_token(i) for i in _ids_list(ids)]
+        return [self.tokenizer.id_to_token(i) for i in _ids_list(ids, self.vocab_size)]
 
     def save(self, path) -> None:
         """Write the HF ``tokenizer.json`` (loadable by HF ``tokenizers`` and ``transformers``)."""
-        self.tokenizer.save(str(path))
+        atomic_write_bytes(path, self.tokenizer.to_str(pretty=True).encode("utf-8"))
 
     @classmethod
     def load(cls, path) -> HFTokenizer:
-        return cls(Tokenizer.from_file(str(path)))
+        data = _read_json(path, "tokenizer.json")  # names the file for a non-JSON file
+        try:
+            tokenizer = Tokenizer.from_str(json.dumps(data))  # a BOM (Windows editors) is fine
+        except Exception as err:  # tokenizers raises a bare Exception for every kind of damage
+            detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ValueError(
+                f"{path} is not a valid tokenizer.json ({detail}); use the tokenizer.json saved "
+                f"with the model (HF tokenizers format)."
+            ) from err
+        return cls(tokenizer)
 
     from_file = load  # the HF name: HFTokenizer.from_file("model/tokenizer.json")
 
@@ -262,7 +308,7 @@ class HFTokenizer(_SpecialIds):
 
 def load_tokenizer(path) -> CharTokenizer | HFTokenizer:
     """Load a tokenizer saved by either class (the JSON says which)."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    data = _read_json(path, "saved tokenizer")
     return (
         CharTokenizer.load(path) if data.get("type") == "CharTokenizer" else HFTokenizer.load(path)
     )

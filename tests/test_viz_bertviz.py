@@ -1,7 +1,9 @@
 """The bertviz bridge: batch slicing, token checks, HTML with every token, and a clear install hint."""
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -55,8 +57,8 @@ def test_encoder_decoder_views(view):
         decoder_tokens=tgt,
         html_action="return",
     )
-    for token in src + tgt:
-        assert f'"{token}"' in html.data
+    for token in src + tgt:  # "</s>" is written "<\/s>" inside the script (same for JavaScript)
+        assert f'"{token}"'.replace("</", "<\\/") in html.data
     with pytest.raises(ValueError, match="4 key positions but 3 encoder_tokens"):
         view(
             cross_attention=make_attentions(t_q=3, t_k=4),
@@ -86,3 +88,48 @@ def test_importing_viz_imports_neither_bertviz_nor_transformers():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+HOSTILE = [
+    "[CLS]",
+    "</script><script>window.__pwned = 1</script>",
+    "<!--<script>",
+    "<img src=x onerror='window.__pwned = 2'>",
+    "[SEP]",
+]
+
+
+@pytest.mark.parametrize("view", [viz.head_view, viz.model_view])
+def test_returned_html_keeps_hostile_tokens_inside_the_script(view):
+    page = view(make_attentions(t_q=len(HOSTILE)), HOSTILE, html_action="return").data
+    script = page[page.rfind('<script type="text/javascript">') :]
+    assert script.count("</script>") == 1 and "<!--" not in script  # only its own closing tag
+    for token in HOSTILE:  # still there, as the same JavaScript string
+        assert json.dumps(token).replace("</", "<\\/").replace("<!--", "<\\!--") in script
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(300)
+def test_hostile_tokens_do_not_run_in_a_saved_bertviz_page(tmp_path):
+    """The saved page, opened in Chromium (network blocked): no token's script runs."""
+    sys.path.insert(0, str(Path(__file__).parent / "browser"))
+    from lab import CHROMIUM, chromium, offline_context
+
+    if not CHROMIUM.is_file():
+        pytest.skip(f"No Chromium binary at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    html = viz.head_view(make_attentions(t_q=len(HOSTILE)), HOSTILE, html_action="return")
+    path = tmp_path / "head_view.html"
+    path.write_text(f"<!doctype html><html><body>{html.data}</body></html>", encoding="utf-8")
+    with sync_playwright() as playwright, chromium(playwright) as browser:
+        context, _blocked = offline_context(browser)
+        try:
+            page = context.new_page()
+            page.goto(path.resolve().as_uri())
+            page.wait_for_load_state("load")
+            assert page.evaluate("window.__pwned") is None
+            assert page.locator("script").count() == 2  # require.js and bertviz's own: no more
+            assert page.locator("img").count() == 0
+        finally:
+            context.close()

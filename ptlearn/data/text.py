@@ -7,6 +7,7 @@ cache, download) and splits deterministically, so every notebook and test sees t
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,9 +53,40 @@ class LabeledTexts:
         return self.texts[i], self.labels[i]
 
 
+MIN_CORPUS_CHARS = 1_000  # fewer characters cannot fill a train and a validation split
+
+
+def read_text_file(path: Path) -> str:
+    """A text file as UTF-8, with a byte-order mark (Windows editors, Excel) removed; any other
+    encoding is a ValueError that names the file and says how to convert it."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path} is not UTF-8 text (byte {data[err.start]:#04x} on line {line}): save it "
+            f"again as UTF-8 (e.g. `iconv -f latin1 -t utf-8`, or 'UTF-8' in your editor's Save "
+            f"As)."
+        ) from None
+
+
+def _text_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file (BOM removed, universal newlines)."""
+    return read_text_file(path).splitlines()
+
+
 def load_tinyshakespeare() -> str:
     """The Tiny Shakespeare corpus (Karpathy's char-rnn), one 1.1 MB string."""
-    return (dataset_dir("tinyshakespeare") / "input.txt").read_text(encoding="utf-8")
+    path = dataset_dir("tinyshakespeare") / "input.txt"
+    text = read_text_file(path)
+    if len(text) < MIN_CORPUS_CHARS:
+        raise ValueError(
+            f"{path} holds only {len(text)} characters; a corpus needs at least "
+            f"{MIN_CORPUS_CHARS:,} (delete the file to download it again)."
+        )
+    return text
 
 
 def train_val_split(data, val_fraction: float = 0.1):
@@ -81,23 +113,31 @@ def read_sst2_tsv(path: Path) -> tuple[list[str], list[int]]:
     """Read an SST-2 TSV: a header naming a ``label`` column and a text column, then rows of
     label (0 or 1) and sentence separated by one tab. Either column order is accepted."""
     texts, labels, bad = [], [], []
-    with open(path, encoding="utf-8") as f:  # universal newlines: CRLF files read the same
-        header = f.readline().rstrip("\n").split("\t")
-        if len(header) != 2 or "label" not in header:
-            raise _malformed(path, [1], "a header line 'label<TAB>sentence'")
-        label_col = header.index("label")
-        for line_no, line in enumerate(f, start=2):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            if len(fields) != 2 or fields[label_col] not in ("0", "1"):
-                bad.append(line_no)
-                continue
-            labels.append(int(fields[label_col]))
-            texts.append(fields[1 - label_col].strip())
+    lines = _text_lines(path)  # BOM removed; CRLF files read the same
+    if not lines:
+        raise ValueError(
+            f"{path} is empty; expected a header line 'label<TAB>sentence', then rows."
+        )
+    header = [h.strip() for h in lines[0].split("\t")]
+    if len(header) != 2 or "label" not in header:
+        raise _malformed(path, [1], "a header line 'label<TAB>sentence'")
+    label_col = header.index("label")
+    for line_no, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != 2 or fields[label_col].strip() not in ("0", "1"):
+            bad.append(line_no)
+            continue
+        labels.append(int(fields[label_col]))
+        texts.append(fields[1 - label_col].strip())
     if bad:
         raise _malformed(path, bad, "label<TAB>sentence with label 0 or 1")
+    if not texts:
+        raise ValueError(
+            f"{path} holds only its header, no rows: delete it and run again to download it, or "
+            f"fill it with label<TAB>sentence rows."
+        )
     return texts, labels
 
 
@@ -106,20 +146,24 @@ def read_ag_news_csv(path: Path) -> tuple[list[str], list[int]]:
     texts ``title + " " + description`` and labels 0-3. The corpus writes line breaks as a
     backslash; they become spaces."""
     texts, labels, bad = [], [], []
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f)
-        for row in reader:
-            if reader.line_num == 1 and row and row[0] == "label":
-                continue
-            if not row:
-                continue
-            if len(row) != 3 or row[0] not in ("1", "2", "3", "4"):
-                bad.append(reader.line_num)
-                continue
-            labels.append(int(row[0]) - 1)
-            texts.append(" ".join(f"{row[1]} {row[2]}".replace("\\", " ").split()))
+    reader = csv.reader(io.StringIO(read_text_file(path), newline=""))
+    for row in reader:
+        if reader.line_num == 1 and row and row[0].strip() == "label":
+            continue
+        if not row:
+            continue
+        if len(row) != 3 or row[0].strip() not in ("1", "2", "3", "4"):
+            bad.append(reader.line_num)
+            continue
+        labels.append(int(row[0]) - 1)
+        texts.append(" ".join(f"{row[1]} {row[2]}".replace("\\", " ").split()))
     if bad:
         raise _malformed(path, bad, "label,title,description with label 1-4")
+    if not texts:
+        raise ValueError(
+            f"{path} holds no rows: delete it and run again to download it, or fill it with "
+            f"label,title,description rows."
+        )
     return texts, labels
 
 

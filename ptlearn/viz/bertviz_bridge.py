@@ -84,6 +84,27 @@ def bertviz_arguments(
     return args
 
 
+SCRIPT_TAG = '<script type="text/javascript">'
+
+
+def safe_html(view):
+    """bertviz's ``html_action="return"`` page with its inline script made inert to hostile
+    tokens: bertviz writes the tokens as JSON straight into a ``<script>``, where a token
+    ``</script><script>...`` would end it and run its own code in the saved page. Inside the
+    script, ``</`` becomes ``<\\/`` and ``<!--`` becomes ``<\\!--`` (the same characters for
+    JavaScript, but no longer a closing tag or comment opener for the HTML parser)."""
+    from IPython.display import HTML
+
+    page = view.data
+    cut = page.rfind(SCRIPT_TAG)
+    end = page.rfind("</script>")
+    if cut < 0 or end < cut:
+        raise RuntimeError("Unexpected bertviz output: no inline script found to escape.")
+    body = page[cut + len(SCRIPT_TAG) : end]
+    body = body.replace("</", "<\\/").replace("<!--", "<\\!--")
+    return HTML(page[: cut + len(SCRIPT_TAG)] + body + page[end:])
+
+
 def check_action(html_action: str) -> None:
     if html_action not in ("view", "return"):
         raise ValueError(f"html_action must be 'view' or 'return', got {html_action!r}.")
@@ -107,7 +128,8 @@ def head_view(
     Self-attention: ``head_view(outputs.attentions, tokens)``, with ``sentence_b_start`` for a
     sentence pair. Encoder-decoder: ``encoder_attention=``, ``decoder_attention=``,
     ``cross_attention=`` with ``encoder_tokens=`` and ``decoder_tokens=``. ``html_action="return"``
-    returns an IPython ``HTML`` object (its ``.data`` can be saved); other keyword arguments
+    returns an IPython ``HTML`` object (its ``.data`` can be saved: tokens are escaped for the
+    script they land in, see :func:`safe_html`); other keyword arguments
     (``layer``, ``heads``, ``include_layers``, ...) go to bertviz.
     """
     check_action(html_action)
@@ -122,7 +144,8 @@ def head_view(
         encoder_tokens,
         decoder_tokens,
     )
-    return load_bertviz().head_view(**args, html_action=html_action, **kwargs)
+    view = load_bertviz().head_view(**args, html_action=html_action, **kwargs)
+    return safe_html(view) if html_action == "return" else view
 
 
 def model_view(
@@ -152,4 +175,5 @@ def model_view(
         encoder_tokens,
         decoder_tokens,
     )
-    return load_bertviz().model_view(**args, html_action=html_action, **kwargs)
+    view = load_bertviz().model_view(**args, html_action=html_action, **kwargs)
+    return safe_html(view) if html_action == "return" else view

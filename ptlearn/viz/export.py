@@ -17,7 +17,7 @@ from importlib.resources import files
 import numpy as np
 from IPython.display import HTML, display
 
-from .figures import atomic_write
+from ..checkpoint import atomic_write_bytes
 from .inputs import attention_maps, labels_for
 
 PAGE_PLACEHOLDER = "<!-- ptlearn:view -->"
@@ -63,7 +63,7 @@ def export_html(attentions, tokens, path, tokens_k=None, title="attention", batc
     self-contained HTML file; returns its path. Open it in any browser, no Python needed."""
     data = attention_view_data(attentions, tokens, tokens_k, batch, decimals, title)
     page = static_text("attention_view.html").replace(PAGE_PLACEHOLDER, view_fragment(data))
-    return atomic_write(path, page.encode("utf-8"))
+    return atomic_write_bytes(path, page.encode("utf-8"), fsync=False)
 
 
 def attention_view(

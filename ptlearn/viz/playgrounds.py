@@ -17,6 +17,35 @@ from .plots import head_name
 from .sampling import fill_mask_predictions, prompt_ids, sample_steps
 from .widgets import FigureBox, layer_head_controls, observe_all
 
+PROTOCOL = ("encode", "decode", "convert_ids_to_tokens")
+
+
+def as_tokenizer(tokenizer):
+    """A ptlearn tokenizer (``CharTokenizer``, ``HFTokenizer``, or anything with ``encode``,
+    ``decode``, ``convert_ids_to_tokens`` and the ``*_id`` attributes) as it is; a HF
+    ``tokenizers.Tokenizer`` or a fast ``transformers`` tokenizer wrapped in an
+    :class:`~ptlearn.tokenization.HFTokenizer` (a copy: the original is left as it is).
+    Anything else is a TypeError that says how to wrap it."""
+    from tokenizers import Tokenizer
+
+    from ..tokenization import HFTokenizer
+
+    if isinstance(tokenizer, Tokenizer):
+        return HFTokenizer(Tokenizer.from_str(tokenizer.to_str()))
+    backend = getattr(tokenizer, "backend_tokenizer", None)  # transformers' fast tokenizers
+    if isinstance(backend, Tokenizer):
+        return HFTokenizer(Tokenizer.from_str(backend.to_str()))
+    if all(callable(getattr(tokenizer, name, None)) for name in PROTOCOL) and hasattr(
+        tokenizer, "eos_id"
+    ):
+        return tokenizer
+    raise TypeError(
+        f"The playgrounds need a ptlearn tokenizer, got {type(tokenizer).__name__}. Wrap a HF "
+        f"tokenizer with ptlearn.HFTokenizer(tokenizers.Tokenizer.from_file('tokenizer.json')), "
+        f"or pass a fast transformers tokenizer (AutoTokenizer.from_pretrained(..., "
+        f"use_fast=True))."
+    )
+
 
 def predictions_html(result: dict) -> str:
     """One line per [MASK]: its top predictions with probabilities."""
@@ -38,6 +67,7 @@ def fill_mask_playground(
     ``box.current`` holds ``tokens``, ``masks``, ``predictions`` (per mask, ``(token, prob)`` best
     first), ``mask`` (the position shown) and ``attention_row`` (its attention over the tokens).
     """
+    tokenizer = as_tokenizer(tokenizer)
     first = fill_mask_predictions(model, tokenizer, text, top_k)
     controls = {
         "text": widgets.Text(value=text, description="text", continuous_update=False),
@@ -129,6 +159,7 @@ def generation_playground(
     ``box.current`` holds ``text`` (the generated continuation), ``steps`` (see
     :func:`ptlearn.viz.sampling.sample_steps`) and ``html``.
     """
+    tokenizer = as_tokenizer(tokenizer)
     # whole labels ("temperature", not "temperat..."), in ipywidgets 7 and 8
     wide = {"description_width": "initial"}
     controls = {
