@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import torch
 
-from .framework import Mistake, Tensor, call, close, diagnose, exercise, expect_tensor
+from .framework import (
+    Mistake,
+    Tensor,
+    build,
+    call,
+    close,
+    copy_weights,
+    diagnose,
+    exercise,
+    expect_shape,
+    expect_tensor,
+    first_output,
+)
 
 PATCHIFY_MISTAKES = {
     "shape": "the result has shape {got}, expected {ref} = [B, N, P*P*C] with N = (H/P) * (W/P) "
@@ -166,3 +178,371 @@ def check_patch_mask(fn) -> str:
             m["not_random"].format(patch=worst, freq=float(freq[worst]), expected=expected)
         )
     return "the right number of patches, kept uniformly at random per image, sorted and consistent."
+
+
+# --- build it: the ViT patch embedding, the classifier, MAE's unshuffle ----------------------------
+
+PATCH_EMBEDDING_MISTAKES = {
+    "no_cls": "the output has {got} tokens, expected 1 + N = {ref}: the [CLS] token is missing. "
+    "Prepend self.cls_token (expanded to the batch) with torch.cat along the token axis.",
+    "keep_ignored": "with keep_idx the output should hold [CLS] + the {n_keep} kept patches "
+    "([B, {ref}, C]), got {got} tokens: keep only the patches listed in keep_idx (gather).",
+    "cls_last": "the [CLS] token is at the end: it must be token 0, in FRONT of the patches "
+    "(the classifier reads token 0).",
+    "no_positions": "no position embedding is added: add self.position (row 0 to [CLS], rows "
+    "1..N to the patches). Without it the encoder sees an unordered set of patches.",
+    "cls_no_position": "the patches get their positions but [CLS] does not: add "
+    "self.position[:, :1] to the [CLS] token too (it is row 0 of E_pos).",
+    "positions_shifted": "the patches got position rows 0..N-1; row 0 belongs to [CLS], so patch "
+    "i gets self.position[:, 1 + i].",
+    "strips": "the patches are strips of consecutive pixels, not P x P squares: patchify with "
+    "reshape + permute (exercise 1), not a plain reshape.",
+    "column_order": "the patches are in column-major order: number them row by row (raster "
+    "order), as the position embeddings expect.",
+    "pixels_transposed": "inside each patch the pixels are listed column by column: list them row "
+    "by row (ptlearn's patchify order), so that the copied projection weights line up.",
+    "positions_after_keep": "with keep_idx you added positions 1..N_keep to the kept patches: "
+    "add each patch's OWN position before dropping patches (MAE's encoder must know where each "
+    "visible patch was).",
+    "no_proj": "the patches are not projected: apply self.proj (the shared linear map E) to "
+    "every patch.",
+}
+
+# (image_size, patch_size, n_channels, d_model): grey 8x8 with 2x2 patches, RGB 6x6 with 3x3,
+# grey 28x28 with 7x7 (the chapter's MNIST model)
+PATCH_EMBEDDING_CASES = [(8, 2, 1, 16), (6, 3, 3, 12), (28, 7, 1, 32)]
+
+
+def embedding_state(reference, learner) -> dict:
+    """ptlearn's patch-embedding weights for the learner's module: the conv's weight
+    ``[C, C_in, P, P]`` as a Linear weight ``[C, P*P*C_in]`` in patchify's pixel order (row,
+    column, channel), or as is where the learner also used a ``Conv2d``."""
+    state = {k: v.detach().clone() for k, v in reference.state_dict().items()}
+    proj = getattr(learner, "proj", None)
+    if not isinstance(proj, torch.nn.Conv2d):
+        w = state["proj.weight"]
+        state["proj.weight"] = w.permute(0, 2, 3, 1).reshape(w.size(0), -1)
+    return state
+
+
+def patch_embedding_variants(reference, images: Tensor, keep_idx: Tensor | None) -> dict:
+    """What the usual patch-embedding mistakes return, from ptlearn's weights."""
+    from ..objectives import patchify
+
+    m = PATCH_EMBEDDING_MISTAKES
+    P = reference.proj.kernel_size[0]
+    w = reference.proj.weight
+    E = w.permute(0, 2, 3, 1).reshape(w.size(0), -1)  # [C, P*P*C_in]
+    b = reference.proj.bias
+    pos, cls = reference.position, reference.cls_token  # [1, 1+N, C], [1, 1, C]
+    B = images.size(0)
+
+    def assemble(patch_vecs, patch_pos, cls_vec, cls_first=True):
+        x = patch_vecs + patch_pos  # [B, N, C]
+        if keep_idx is not None:
+            x = x.gather(1, keep_idx[..., None].expand(-1, -1, x.size(-1)))
+        c = cls_vec.expand(B, -1, -1)
+        return torch.cat([c, x], 1) if cls_first else torch.cat([x, c], 1)
+
+    proj = patchify(images, P) @ E.T + b  # [B, N, C]
+    variants = {
+        m["cls_last"]: assemble(proj, pos[:, 1:], cls + pos[:, :1], cls_first=False),
+        m["no_positions"]: assemble(proj, 0, cls),
+        m["cls_no_position"]: assemble(proj, pos[:, 1:], cls),
+        m["positions_shifted"]: assemble(proj, pos[:, :-1], cls + pos[:, :1]),
+    }
+    for message, patches in patchify_variants(images, P).items():
+        key = {
+            PATCHIFY_MISTAKES["strips"]: "strips",
+            PATCHIFY_MISTAKES["column_order"]: "column_order",
+            PATCHIFY_MISTAKES["pixels_transposed"]: "pixels_transposed",
+        }.get(message)
+        if key:
+            variants[m[key]] = assemble(patches @ E.T + b, pos[:, 1:], cls + pos[:, :1])
+    if keep_idx is not None:
+        kept = proj.gather(1, keep_idx[..., None].expand(-1, -1, proj.size(-1)))
+        after = kept + pos[:, 1 : 1 + keep_idx.size(1)]
+        variants[m["positions_after_keep"]] = torch.cat(
+            [(cls + pos[:, :1]).expand(B, -1, -1), after], 1
+        )
+    return variants
+
+
+@exercise("ViT patch embedding")
+def check_patch_embedding(cls) -> str:
+    """Check a module class ``cls(config)`` (a :class:`ptlearn.models.ViTConfig`) whose
+    ``forward(pixel_values, keep_idx=None)`` maps ``[B, C_in, H, W]`` to ``[B, 1 + N, C]``
+    against :class:`ptlearn.models.vit.PatchEmbeddings` with the same weights (copied in).
+
+    The learner's module has ptlearn's parameter names: ``proj`` (``nn.Linear(P*P*C_in, C)``, or
+    a ``Conv2d`` with kernel = stride = P), ``cls_token [1, 1, C]`` and ``position
+    [1, 1 + N, C]``. With ``keep_idx [B, N_keep]`` (MAE) only [CLS] and the kept patches come
+    out, each patch with its own position. Three shapes; outputs and gradients. Names the
+    mistakes in ``PATCH_EMBEDDING_MISTAKES``: [CLS] missing or last, positions missing, shifted
+    or added after dropping patches, [CLS] without its position, strips, column-major patches,
+    transposed pixels."""
+    from ..models.vit import PatchEmbeddings, ViTConfig
+
+    m, g = PATCH_EMBEDDING_MISTAKES, torch.Generator().manual_seed(7)
+    name = getattr(cls, "__name__", "your class")
+    for S, P, C_in, C in PATCH_EMBEDDING_CASES:
+        config = ViTConfig(
+            image_size=S, patch_size=P, n_channels=C_in, d_model=C, n_heads=4, d_ff=2 * C
+        )
+        N = config.n_patches
+        torch.manual_seed(S * 100 + P)
+        ref = PatchEmbeddings(config).eval()
+        mine = build(cls, config, what=f"{name}(ViTConfig(image_size={S}, patch_size={P}, ...))")
+        copy_weights(mine, embedding_state(ref, mine), "your module")
+        mine.eval()
+        images = torch.randn(3, C_in, S, S, generator=g)
+        n_keep = max(1, N // 4)
+        keep_idx = torch.rand(3, N, generator=g).argsort(1)[:, :n_keep].sort(1).values
+        for keep in (None, keep_idx):
+            what = f"pixel_values {[3, C_in, S, S]}" + (
+                f", keep_idx {list(keep.shape)}" if keep is not None else ""
+            )
+            x_mine, x_ref = images.clone().requires_grad_(), images.clone().requires_grad_()
+            args = (x_mine,) if keep is None else (x_mine, keep.clone())
+            got = first_output(call(mine, *args, inputs=what), "your module's output")
+            expected = ref(x_ref, keep)  # [B, 1 + N(_keep), C]
+            T = expected.size(1)
+            if got.dim() == 3 and got.size(0) == 3 and got.size(-1) == C and got.size(1) != T:
+                if keep is not None and got.size(1) == N + 1:
+                    raise Mistake(m["keep_ignored"].format(n_keep=n_keep, ref=T, got=N + 1))
+                if got.size(1) == T - 1:
+                    raise Mistake(m["no_cls"].format(got=T - 1, ref=T))
+            expect_shape(got, expected.shape, "the output", "It should be [B, 1 + N, d_model].")
+            if not close(got, expected):
+                with torch.no_grad():
+                    variants = patch_embedding_variants(ref, images, keep)
+                raise Mistake(
+                    diagnose(got.detach(), variants)
+                    or f"the output differs from ptlearn's PatchEmbeddings (called with {what})."
+                )
+            grad_out = torch.randn(expected.shape, generator=g)
+            (got * grad_out).sum().backward()
+            (expected * grad_out).sum().backward()
+            if mine.proj.weight.grad is None:
+                raise Mistake(
+                    "your module.proj gets no gradient: the patches must go through self.proj."
+                )
+            for p_name in ("cls_token", "position", "proj.bias"):
+                mine_p = mine.get_parameter(p_name)
+                ref_p = ref.get_parameter(p_name)
+                if mine_p.grad is None or not close(mine_p.grad, ref_p.grad, 1e-4, 1e-3):
+                    raise Mistake(
+                        f"the outputs agree but the gradient of your module.{p_name} does not: "
+                        "it is cut from the graph (.detach(), .data, torch.no_grad())."
+                    )
+            if not close(x_mine.grad, x_ref.grad, 1e-4, 1e-3):
+                raise Mistake("the gradient with respect to pixel_values differs from ptlearn's.")
+            mine.zero_grad()
+            ref.zero_grad()
+    return (
+        "your patch embedding matches ptlearn's with the same weights: patches in raster order, "
+        "projected, [CLS] in front, positions added (also with MAE's keep_idx), outputs and "
+        "gradients, 3 shapes."
+    )
+
+
+VIT_CLASSIFIER_MISTAKES = {
+    "shape": "the logits have shape {got}, expected [B, n_classes] = {ref}: classify from ONE "
+    "token per image (the final [CLS], token 0).",
+    "last_token": "you classified from the LAST token: ViT's head reads token 0, the [CLS] token "
+    "that the embedding put in front.",
+    "mean_pool": "you averaged all tokens: ViT's head reads only the final [CLS] vector (token 0).",
+    "no_final_norm": "the final LayerNorm is missing: y = LN(z_L^0), then the head (ViT eq. 4).",
+    "post_norm": "your blocks are post-norm: ViT's blocks are pre-norm (norm_first=True): "
+    "x + attention(LN(x)), then x + MLP(LN(x)).",
+    "probabilities": "you returned probabilities (a softmax): return the raw logits; the "
+    "cross-entropy loss applies log-softmax itself.",
+    "blocks_skipped": "the output equals running NO Transformer block: loop over self.blocks and "
+    "keep each block's output (block(x)[0]).",
+}
+
+
+def vit_classifier_state(reference, learner) -> dict:
+    """ptlearn's ``ViTForImageClassification`` weights under the stub's names: ``embeddings.*``,
+    ``blocks.{i}.*``, ``norm.*``, ``classifier.*``."""
+    state = {}
+    emb = getattr(learner, "embeddings", None)
+    for k, v in embedding_state(reference.vit.embeddings, emb).items():
+        state[f"embeddings.{k}"] = v
+    for i, block in enumerate(reference.vit.encoder.layers):
+        for k, v in block.state_dict().items():
+            state[f"blocks.{i}.{k}"] = v.detach().clone()
+    for prefix, module in (("norm", reference.vit.norm), ("classifier", reference.classifier)):
+        for k, v in module.state_dict().items():
+            state[f"{prefix}.{k}"] = v.detach().clone()
+    return state
+
+
+def vit_classifier_variants(reference, images: Tensor) -> dict:
+    """What the usual classifier mistakes return, from ptlearn's weights."""
+    from ..layers import TransformerBlock
+
+    m, c = VIT_CLASSIFIER_MISTAKES, reference.config
+    head, norm = reference.classifier, reference.vit.norm
+    z0 = reference.vit.embeddings(images)  # [B, 1 + N, C]
+    z = z0
+    for block in reference.vit.encoder.layers:
+        z = block(z)[0]
+    post = z0
+    for block in reference.vit.encoder.layers:
+        twin = TransformerBlock(
+            c.d_model, c.n_heads, c.d_ff, c.dropout, c.activation, c.norm_eps, norm_first=False
+        ).eval()
+        twin.load_state_dict(block.state_dict())
+        post = twin(post)[0]
+    logits = head(norm(z)[:, 0])
+    return {
+        m["last_token"]: head(norm(z)[:, -1]),
+        m["mean_pool"]: head(norm(z).mean(1)),
+        m["no_final_norm"]: head(z[:, 0]),
+        m["post_norm"]: head(norm(post)[:, 0]),
+        m["probabilities"]: logits.softmax(-1),
+        m["blocks_skipped"]: head(norm(z0)[:, 0]),
+    }
+
+
+@exercise("ViT classifier")
+def check_vit_classifier(cls) -> str:
+    """Check a module class ``cls(config)`` whose ``forward(pixel_values)`` returns logits
+    ``[B, n_classes]`` against :class:`ptlearn.models.ViTForImageClassification` with the same
+    weights (copied in).
+
+    The stub's names: ``embeddings`` (a patch embedding with ptlearn's parameter names, see
+    :func:`check_patch_embedding`), ``blocks`` (an ``nn.ModuleList`` of pre-norm
+    :class:`ptlearn.layers.TransformerBlock`), ``norm`` (the final LayerNorm) and ``classifier``
+    (``nn.Linear(d_model, n_classes)``). Names the mistakes in ``VIT_CLASSIFIER_MISTAKES``: the
+    wrong token pooled (last, mean), no final LayerNorm, post-norm blocks, probabilities instead
+    of logits, blocks skipped."""
+    from ..models.vit import ViTConfig, ViTForImageClassification
+
+    m, g = VIT_CLASSIFIER_MISTAKES, torch.Generator().manual_seed(11)
+    name = getattr(cls, "__name__", "your class")
+    for S, P, C_in, C, L, K in ((8, 2, 1, 16, 2, 10), (28, 7, 1, 32, 2, 5)):
+        config = ViTConfig(
+            image_size=S, patch_size=P, n_channels=C_in, d_model=C, n_heads=4, d_ff=2 * C,
+            n_layers=L, n_classes=K,
+        )  # fmt: skip
+        torch.manual_seed(S + L)
+        ref = ViTForImageClassification(config).eval()
+        mine = build(cls, config, what=f"{name}(ViTConfig(image_size={S}, patch_size={P}, ...))")
+        copy_weights(mine, vit_classifier_state(ref, mine), "your model")
+        mine.eval()
+        images = torch.randn(4, C_in, S, S, generator=g)
+        what = f"pixel_values {[4, C_in, S, S]}"
+        got = call(mine, images, inputs=what)
+        got = getattr(got, "logits", got)
+        got = first_output(got, "your model's output")
+        expected = ref(images).logits  # [B, K]
+        if tuple(got.shape) != tuple(expected.shape):
+            raise Mistake(m["shape"].format(got=list(got.shape), ref=list(expected.shape)))
+        if not close(got, expected):
+            with torch.no_grad():
+                variants = vit_classifier_variants(ref, images)
+            raise Mistake(
+                diagnose(got.detach(), variants)
+                or f"the logits differ from ptlearn's ViTForImageClassification ({what})."
+            )
+        grad_out = torch.randn(expected.shape, generator=g)
+        (got * grad_out).sum().backward()
+        (expected * grad_out).sum().backward()
+        ref_grads = {k: p.grad for k, p in ref.named_parameters()}
+        mine_grads = dict(mine.named_parameters())
+        state_names = list(vit_classifier_state(ref, mine))
+        ref_names = [k for k, _ in ref.named_parameters()]
+        for mine_name, ref_name in zip(state_names, ref_names):
+            p = mine_grads.get(mine_name)
+            if p is None or ref_grads[ref_name] is None:
+                continue
+            if p.grad is None:
+                raise Mistake(
+                    f"your model.{mine_name} gets no gradient: it is not used in forward, or "
+                    "the computation is cut from the graph (.detach(), .data, torch.no_grad())."
+                )
+    return (
+        "your ViT classifier gives ptlearn's logits with the same weights: patch embedding, "
+        "pre-norm blocks, final LayerNorm, head on [CLS]."
+    )
+
+
+UNSHUFFLE_MISTAKES = {
+    "shape": "the result has shape {got}, expected [B, N, D] = {ref}: one vector per patch "
+    "position, the visible patches AND a [MASK] copy at every hidden one.",
+    "not_unshuffled": "the visible patches are all at the front, followed by the [MASK]s: put "
+    "every visible vector back at ITS patch position (where mask is False).",
+    "inverted": "the visible vectors sit at the HIDDEN positions: mask is True where a patch is "
+    "hidden, so the [MASK] token goes where mask is True.",
+    "wrong_permutation": "you gathered with the sort order itself; to undo a permutation gather "
+    "with its inverse (argsort of the argsort), or write the visible vectors where ~mask.",
+    "mask_token_missing": "the hidden positions are zeros: fill them with the learned [MASK] "
+    "token (mask_token, one shared vector).",
+}
+# (B, N, n_keep, D): half visible (so an inverted mask has the right count), MAE's 25%, one kept
+UNSHUFFLE_CASES = [(2, 8, 4, 6), (3, 16, 4, 8), (2, 5, 1, 4)]
+
+
+def unshuffle_reference(visible: Tensor, mask_token: Tensor, mask: Tensor) -> Tensor:
+    """``ViTMAE.decode``'s first step: visible ``[B, N_keep, D]`` + [MASK] -> ``[B, N, D]``."""
+    from ..objectives import restore_ids
+
+    B, N = mask.shape
+    D = visible.size(-1)
+    tokens = torch.cat([visible, mask_token.reshape(1, 1, D).expand(B, N - visible.size(1), D)], 1)
+    return tokens.gather(1, restore_ids(mask)[..., None].expand(-1, -1, D))
+
+
+@exercise("MAE unshuffle")
+def check_mae_unshuffle(fn) -> str:
+    """Check ``fn(visible, mask_token, mask) -> [B, N, D]``: the encoded visible patches
+    ``visible [B, N_keep, D]`` (raster order, [CLS] removed) put back at their positions and the
+    shared ``mask_token [1, 1, D]`` at every hidden one (``mask [B, N]``, True = hidden), as in
+    :meth:`ptlearn.models.ViTMAE.decode`. Values and gradients. Names the mistakes in
+    ``UNSHUFFLE_MISTAKES``: no unshuffle, inverted mask, the permutation instead of its inverse,
+    zeros instead of [MASK]."""
+    m, g = UNSHUFFLE_MISTAKES, torch.Generator().manual_seed(5)
+    for B, N, n_keep, D in UNSHUFFLE_CASES:
+        keep = torch.rand(B, N, generator=g).argsort(1)[:, :n_keep].sort(1).values
+        mask = torch.ones(B, N, dtype=torch.bool)
+        mask.scatter_(1, keep, False)
+        visible = torch.randn(B, n_keep, D, generator=g)
+        token = torch.randn(1, 1, D, generator=g)
+        v_mine, t_mine = visible.clone().requires_grad_(), token.clone().requires_grad_()
+        what = f"visible {[B, n_keep, D]}, mask_token {[1, 1, D]}, mask {[B, N]}"
+        got = expect_tensor(call(fn, v_mine, t_mine, mask, inputs=what), "the result")
+        expected = unshuffle_reference(visible, token, mask)
+        if tuple(got.shape) != (B, N, D):
+            raise Mistake(m["shape"].format(got=list(got.shape), ref=[B, N, D]))
+        if not close(got, expected):
+            order = torch.argsort(mask.to(torch.int8), dim=1, stable=True)
+            front = torch.cat([visible, token.expand(B, N - n_keep, D)], 1)
+            variants = {
+                m["not_unshuffled"]: front,
+                m["wrong_permutation"]: front.gather(1, order[..., None].expand(-1, -1, D)),
+                m["mask_token_missing"]: unshuffle_reference(
+                    visible, torch.zeros_like(token), mask
+                ),
+            }
+            if n_keep * 2 == N:
+                variants[m["inverted"]] = unshuffle_reference(visible, token, ~mask)
+            raise Mistake(
+                diagnose(got.detach(), variants)
+                or f"the result differs from ViTMAE.decode's unshuffle (called with {what})."
+            )
+        grad_out = torch.randn(B, N, D, generator=g)
+        (got * grad_out).sum().backward()
+        if v_mine.grad is None or not close(
+            v_mine.grad, grad_out.masked_select(~mask[..., None]).reshape(B, n_keep, D)
+        ):
+            raise Mistake("the gradient does not reach the visible vectors at their positions.")
+        if t_mine.grad is None or not close(
+            t_mine.grad.reshape(-1), (grad_out * mask[..., None]).sum((0, 1))
+        ):
+            raise Mistake(
+                "the [MASK] token gets the wrong gradient: use mask_token itself (expanded), not a "
+                "detached copy, so that training can learn it."
+            )
+    return "every visible patch back at its position, [MASK] at every hidden one (3 shapes)."
