@@ -65,7 +65,13 @@ from .ch06 import (
     check_shared_encoder,
     check_sop_pairs,
 )
-from .ch07 import check_patch_mask, check_patchify
+from .ch07 import (
+    check_mae_unshuffle,
+    check_patch_embedding,
+    check_patch_mask,
+    check_patchify,
+    check_vit_classifier,
+)
 from .ch08 import check_rtd_labels, check_span_corruption
 from .ch09 import check_bitfit, check_lora_linear
 from .ch10 import check_distillation_loss, check_quantize_int8
@@ -95,11 +101,13 @@ __all__ = [
     "check_kv_cache",
     "check_layer_norm",
     "check_lora_linear",
+    "check_mae_unshuffle",
     "check_mlm_head",
     "check_mlm_masking",
     "check_multi_head_attention",
     "check_my_gpt",
     "check_pair_counts",
+    "check_patch_embedding",
     "check_patch_mask",
     "check_patchify",
     "check_quantize_int8",
@@ -113,6 +121,7 @@ __all__ = [
     "check_top_k",
     "check_training_loop",
     "check_transformer_block",
+    "check_vit_classifier",
     "exercise",
     "hint_markdown",
     "solution_markdown",
