@@ -601,10 +601,9 @@ LR_MISTAKES = {
 TRAIN_MISTAKES = {
     "no_zero_grad": "the gradients are never reset: loss.backward() adds to .grad, so each step "
     "uses the sum of all gradients so far. Call optimizer.zero_grad() every step.",
-    "no_clip": "the gradients are not clipped: call torch.nn.utils.clip_grad_norm_(model.parameters(),"
-    " clip) between loss.backward() and optimizer.step().",
-    "clip_after_step": "the gradients are clipped after optimizer.step(), when they have already "
-    "been used: clip between loss.backward() and optimizer.step().",
+    "no_clip": "the gradients are not clipped before the update: call "
+    "torch.nn.utils.clip_grad_norm_(model.parameters(), clip) between loss.backward() and "
+    "optimizer.step() (clipping after the step comes too late: the update has used them).",
     "constant_lr": "the learning rate never changes: set each param group's 'lr' to "
     "my_lr(step, ...) before every optimizer.step().",
     "decay_everything": "weight decay is applied to every parameter; decay only the matrices "
@@ -646,11 +645,9 @@ def train_variant(model, batches, steps, kind, **kw):
         if kind != "no_zero_grad":
             optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if kind not in ("no_clip", "clip_after_step"):
+        if kind != "no_clip":
             torch.nn.utils.clip_grad_norm_(params, kw["clip"])
         optimizer.step()
-        if kind == "clip_after_step":
-            torch.nn.utils.clip_grad_norm_(params, kw["clip"])
 
 
 @exercise("training loop")
@@ -662,7 +659,7 @@ def check_training_loop(train_fn, lr_fn) -> str:
     The schedule is compared value by value with linear warm-up + cosine decay; the loop runs 8
     steps on a small GPT from the same weights and the same batches as the reference, and the
     weights after it must agree. Names the mistakes in ``LR_MISTAKES`` and ``TRAIN_MISTAKES``:
-    no or off-by-one warm-up, linear decay, wrong floor, no zero_grad, no or late clipping, a
+    no or off-by-one warm-up, linear decay, wrong floor, no zero_grad, no clipping before the step, a
     constant learning rate, weight decay on every parameter or none, wrong betas, no shift.
     """
     m = LR_MISTAKES
