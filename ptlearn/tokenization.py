@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from tokenizers import (
 
 from .checkpoint import atomic_write_bytes
 
-__all__ = ["CharTokenizer", "HFTokenizer", "load_tokenizer"]
+__all__ = ["CharTokenizer", "HFTokenizer", "load_tokenizer", "merge_pair", "pair_counts"]
 
 # special-token role -> the names different conventions use for it
 _SPECIAL_NAMES = {
@@ -312,3 +313,26 @@ def load_tokenizer(path) -> CharTokenizer | HFTokenizer:
     return (
         CharTokenizer.load(path) if data.get("type") == "CharTokenizer" else HFTokenizer.load(path)
     )
+
+
+# --- byte-pair encoding written out: the two steps of its training loop (chapter 03) ----------
+
+
+def pair_counts(ids: list[int]) -> Counter:
+    """How often each adjacent pair occurs: [1, 2, 1, 2] -> {(1, 2): 2, (2, 1): 1}. BPE training
+    (Sennrich et al. 2016) merges the most frequent pair into a new symbol, again and again."""
+    return Counter(zip(ids, ids[1:]))
+
+
+def merge_pair(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
+    """Replace every occurrence of ``pair``, scanning left to right without overlaps, by ``new_id``
+    (a new list): merging (5, 5) in [5, 5, 5] gives [new_id, 5]."""
+    out, i = [], 0
+    while i < len(ids):
+        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
+            out.append(new_id)
+            i += 2  # both tokens of the pair are consumed
+        else:
+            out.append(ids[i])
+            i += 1
+    return out

@@ -2,27 +2,10 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
+from ..tokenization import merge_pair, pair_counts
 from .framework import Mistake, call, exercise
 
-
-def pair_counts(ids: list[int]) -> Counter:
-    """How often each adjacent pair occurs: [1, 2, 1, 2] -> {(1, 2): 2, (2, 1): 1}."""
-    return Counter(zip(ids, ids[1:]))
-
-
-def merge_pair(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
-    """Replace every occurrence of ``pair``, scanning left to right without overlaps, by ``new_id``."""
-    out, i = [], 0
-    while i < len(ids):
-        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
-            out.append(new_id)
-            i += 2  # both tokens of the pair are consumed
-        else:
-            out.append(ids[i])
-            i += 1
-    return out
+__all__ = ["check_bpe_merge", "check_pair_counts", "merge_pair", "pair_counts"]
 
 
 BPE_MISTAKES = {
