@@ -75,6 +75,7 @@ from .ch07 import (
 from .ch08 import check_rtd_labels, check_span_corruption
 from .ch09 import check_bitfit, check_lora_linear
 from .ch10 import check_distillation_loss, check_quantize_int8
+from .ch11 import check_mean_pool, check_previous_token_head
 from .framework import (
     CheckResult,
     Mistake,
@@ -103,12 +104,14 @@ __all__ = [
     "check_lora_linear",
     "check_mae_unshuffle",
     "check_mlm_head",
+    "check_mean_pool",
     "check_mlm_masking",
     "check_multi_head_attention",
     "check_my_gpt",
     "check_pair_counts",
     "check_patch_embedding",
     "check_patch_mask",
+    "check_previous_token_head",
     "check_patchify",
     "check_quantize_int8",
     "check_rtd_labels",
