@@ -4,6 +4,8 @@ The public API: configs, models, the Trainer, data loaders and the visualization
 Everything is written out in PyTorch in small files; start reading at ``ptlearn/attention.py``.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from . import data
 from .attention import KVCache, MultiHeadAttention, causal_mask, scaled_dot_product_attention
 from .checkpoint import load_checkpoint, load_model_weights, save_checkpoint
@@ -40,7 +42,10 @@ from .training import (
 )
 from .transformer import Decoder, Encoder, EncoderDecoder, EncoderDecoderConfig
 
-__version__ = "0.1.0"
+try:  # the installed distribution's version, never a hand-copied string
+    __version__ = version("ptlearn-course")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree that was not installed
+    __version__ = "0+unknown"
 
 
 def __getattr__(name: str):

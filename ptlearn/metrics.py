@@ -1,4 +1,4 @@
-"""Evaluation metrics: accuracy, perplexity and corpus BLEU, written out.
+"""Evaluation metrics: accuracy, the majority-class baseline, perplexity and corpus BLEU, written out.
 
 BLEU (Papineni et al. 2002, https://aclweb.org/anthology/P02-1040) scores a corpus of
 hypotheses against references. With ``count_h(g)`` and ``count_r(g)`` the number of times n-gram
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["accuracy", "bleu", "perplexity"]
+__all__ = ["accuracy", "bleu", "majority_baseline", "perplexity"]
 
 
 def accuracy(
@@ -48,6 +48,14 @@ def accuracy(
     if not keep.any():
         raise ValueError(f"every label is ignore_index={ignore_index}: nothing to score.")
     return (preds[keep] == labels[keep]).float().mean().item()
+
+
+def majority_baseline(train, test) -> float:
+    """Accuracy on ``test`` of always answering the most frequent label of ``train`` (both
+    :class:`~ptlearn.data.LabeledTexts` or anything with ``.labels``): the floor any classifier
+    must beat."""
+    majority = max(set(train.labels), key=train.labels.count)
+    return sum(y == majority for y in test.labels) / len(test.labels)
 
 
 def perplexity(loss) -> float:

@@ -207,6 +207,70 @@ def _pair_batch(examples: list, labels: list[int], pad_id: int, label_name: str)
 
 
 # --------------------------------------------------------------------------------------------
+# Span corruption (T5)
+# --------------------------------------------------------------------------------------------
+
+
+def random_segmentation(n_items: int, n_segments: int, generator=None) -> list[int]:
+    """Cut ``n_items`` into ``n_segments`` random positive lengths that sum to ``n_items``."""
+    cuts = torch.randperm(n_items - 1, generator=generator)[: n_segments - 1] + 1
+    bounds = [0, *sorted(cuts.tolist()), n_items]
+    return [b - a for a, b in zip(bounds, bounds[1:])]
+
+
+def random_spans_noise_mask(
+    length: int, noise_density: float = 0.15, mean_span_length: float = 3.0, generator=None
+) -> Tensor:
+    """T5's noise mask ``[length]`` (bool, True = dropped), as in its ``random_spans_noise_mask``:
+    ``round(noise_density * length)`` noisy tokens in ``round(n_noise / mean_span_length)``
+    spans of random lengths, alternating kept / noisy spans, starting with a kept one."""
+    if length < 2:
+        raise ValueError(f"span corruption needs at least 2 tokens, got {length}.")
+    n_noise = min(max(round(length * noise_density), 1), length - 1)
+    n_spans = min(max(round(n_noise / mean_span_length), 1), n_noise, length - n_noise)
+    noise_lengths = random_segmentation(n_noise, n_spans, generator)
+    keep_lengths = random_segmentation(length - n_noise, n_spans, generator)
+    mask = []
+    for keep, noise in zip(keep_lengths, noise_lengths):
+        mask += [False] * keep + [True] * noise
+    return torch.tensor(mask)
+
+
+def spans_to_sentinels(
+    ids: Sequence[int], noise_mask: Sequence[bool], sentinel_ids: Sequence[int]
+) -> tuple[list[int], list[int]]:
+    """Raffel et al. Fig. 2: ``Thank you <X> me to your party <Y> week.`` -> ``<X> for inviting
+    <Y> last <Z>``. Each noisy span becomes the next sentinel in the input; the target is each
+    sentinel followed by its span, then one final sentinel. Returns ``(input_ids, target_ids)``."""
+    inputs, targets, k, previous = [], [], 0, False
+    n_spans = sum(
+        1 for i, noisy in enumerate(noise_mask) if noisy and (i == 0 or not noise_mask[i - 1])
+    )
+    if n_spans + 1 > len(sentinel_ids):
+        raise ValueError(f"{n_spans} spans need {n_spans + 1} sentinels, got {len(sentinel_ids)}.")
+    for token, noisy in zip(ids, noise_mask):
+        if noisy and not previous:  # a span starts: one sentinel stands for all of it
+            inputs.append(sentinel_ids[k])
+            targets.append(sentinel_ids[k])
+            k += 1
+        (targets if noisy else inputs).append(int(token))
+        previous = bool(noisy)
+    targets.append(sentinel_ids[k])  # the final sentinel
+    return inputs, targets
+
+
+def fill_spans(inputs: Sequence[int], targets: Sequence[int], sentinel_ids: Sequence[int]):
+    """Undo :func:`spans_to_sentinels`: put each target span back in place of its sentinel."""
+    sentinels, spans, current = set(sentinel_ids), {}, None
+    for token in targets:
+        if token in sentinels:
+            current = spans.setdefault(token, [])
+        else:
+            current.append(token)
+    return [t for token in inputs for t in (spans[token] if token in sentinels else [token])]
+
+
+# --------------------------------------------------------------------------------------------
 # Causal language modelling (GPT)
 # --------------------------------------------------------------------------------------------
 

@@ -42,8 +42,12 @@ from torch import nn
 
 from . import data as D
 from .checkpoint import load_checkpoint
+from .data.batches import pair_batch, random_image_batch, whole_set
+from .data.batching import encode_texts
+from .data.corpora import char_corpus, labeled_texts, sentence_documents
 from .metrics import accuracy
 from .models import (
+    BERT_PRESETS,
     GPT,
     VIT_PRESETS,
     VIT_TRAIN_PRESETS,
@@ -57,10 +61,10 @@ from .models import (
     ViTConfig,
     ViTForImageClassification,
 )
-from .objectives import mask_tokens, nsp_pairs, sop_pairs
 from .tokenization import CharTokenizer, HFTokenizer
 from .training import TrainConfig
 
+# batch functions and corpora live in ptlearn.data; these names stay importable from here
 __all__ = [
     "DATA",
     "FINETUNE_DATA",
@@ -69,7 +73,13 @@ __all__ = [
     "Recipe",
     "build",
     "build_finetune",
+    "char_corpus",
     "default_preset",
+    "labeled_texts",
+    "pair_batch",
+    "random_image_batch",
+    "sentence_documents",
+    "whole_set",
 ]
 
 # --- presets ---------------------------------------------------------------------------------
@@ -98,7 +108,8 @@ GPT_RECIPES = {
             time_budget=180.0, eval_batches=200, **_RUN,
         ),
     ),
-    # the issue's reference: nanoGPT's model with the best recipe of a small search (1.71 in 90 s)
+    # the reference: nanoGPT's model with the best recipe of benchmarks/gpt_recipe_search.py
+    # (1.71 in 90 s)
     "reference": dict(
         model=dict(d_model=128, n_layers=3, n_heads=4, d_ff=512, max_len=64, activation="gelu"),
         batch_size=48,
@@ -116,13 +127,13 @@ GPT_RECIPES = {
 
 # the settings of benchmarks/pretrain_bert.py: BERT_PRESETS["tiny"] with a 500-piece WordPiece
 _PRETRAIN_CPU = dict(
-    model=dict(d_model=128, n_layers=2, n_heads=2, d_ff=512, max_len=64),
+    model=dict(BERT_PRESETS["tiny"], max_len=64),
     vocab_size=500, batch_size=32,
     train=dict(lr=2e-3, warmup_steps=100, weight_decay=0.01, betas=(0.9, 0.999),
                time_budget=120.0, eval_batches=20, **_RUN),
 )  # fmt: skip
-_PRETRAIN_GPU = dict(
-    model=dict(d_model=256, n_layers=4, n_heads=4, d_ff=1024, max_len=128),
+_PRETRAIN_GPU = dict(  # BERT_PRESETS["mini"]
+    model=dict(BERT_PRESETS["mini"], max_len=128),
     vocab_size=4000, batch_size=128,
     train=dict(lr=5e-4, warmup_steps=200, weight_decay=0.01, time_budget=180.0, eval_batches=50,
                **_RUN),
@@ -165,8 +176,8 @@ DATA = {
     "vit": ("digits",),
 }
 
-_FINETUNE_CPU = dict(
-    model=dict(d_model=128, n_layers=2, n_heads=2, d_ff=512, max_len=64, dropout=0.1),
+_FINETUNE_CPU = dict(  # BERT_PRESETS["tiny"]
+    model=dict(BERT_PRESETS["tiny"], max_len=64, dropout=0.1),
     vocab_size=4000, batch_size=32,
     train=dict(lr=5e-4, warmup_steps=50, weight_decay=0.01, time_budget=120.0, eval_batches=1,
                **_RUN),
@@ -263,13 +274,6 @@ def build(model: str, data: str | None = None, preset=None, device="auto", seed:
 # --- GPT: characters ------------------------------------------------------------------------
 
 
-def char_corpus(data: str) -> str:
-    """The text a character-level GPT reads: Tiny Shakespeare, or 20,000 generated reviews."""
-    if data == "tinyshakespeare":
-        return D.load_tinyshakespeare()
-    return "\n".join(D.make_grammar_corpus(20_000, seed=0)[0]) + "\n"
-
-
 def _gpt_recipe(data: str, p: dict) -> Recipe:
     text = char_corpus(data)
     tokenizer = CharTokenizer(text)
@@ -287,51 +291,6 @@ def _gpt_recipe(data: str, p: dict) -> Recipe:
 
 
 # --- BERT / ALBERT: WordPiece, masked LM and sentence pairs ----------------------------------
-
-
-def sentence_documents(data: str) -> tuple[list[list[str]], list[list[str]]]:
-    """(train, validation) documents, each a list of consecutive sentences.
-
-    Tiny Shakespeare: the nanoGPT split of the text (first 90% / last 10%), cut into documents of
-    16 consecutive verse lines with the speaker tags ("ROMEO:") dropped; a sentence is a line, as
-    in ``benchmarks/pretrain_bert.py``. Grammar: 4,000 and 400 generated reviews.
-    """
-    if data == "grammar":
-        return D.make_grammar_documents(4_000, seed=0), D.make_grammar_documents(400, seed=1)
-
-    def documents(text: str) -> list[list[str]]:
-        lines = [s for s in text.splitlines() if s.strip() and not s.rstrip().endswith(":")]
-        return [lines[i : i + LINES_PER_DOC] for i in range(0, len(lines), LINES_PER_DOC)]
-
-    train_text, val_text = D.train_val_split(D.load_tinyshakespeare())
-    return documents(train_text), documents(val_text)
-
-
-LINES_PER_DOC = 16
-
-
-def pair_batch(
-    documents, tokenizer, batch_size: int, max_len: int, objective: str, generator
-) -> dict:
-    """One MLM + NSP/SOP batch: ``batch_size`` random pairs of consecutive sentences.
-
-    Each pair becomes a two-sentence document, so :func:`~ptlearn.objectives.nsp_pairs` draws its
-    "NotNext" sentences from the other pairs of the batch and :func:`~ptlearn.objectives.sop_pairs`
-    swaps half of them; then 15% of the tokens are masked for the MLM loss.
-    """
-    picks = torch.randint(len(documents), (batch_size,), generator=generator).tolist()
-    pairs = []
-    for d in picks:
-        i = int(torch.randint(len(documents[d]) - 1, (), generator=generator))
-        pairs.append(documents[d][i : i + 2])  # [sentence A ids, sentence B ids]
-    make_pairs = nsp_pairs if objective == "nsp" else sop_pairs
-    ids = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)
-    batch = make_pairs(pairs, **ids, max_len=max_len, generator=generator)
-    batch["input_ids"], batch["labels"] = mask_tokens(
-        batch["input_ids"], tokenizer.mask_id, tokenizer.vocab_size,
-        tokenizer.special_ids, generator=generator,
-    )  # fmt: skip
-    return batch
 
 
 def pretraining_metrics(outputs, batch: dict) -> dict:
@@ -383,27 +342,6 @@ def classification_metrics(outputs, batch: dict) -> dict:
     return {"accuracy": accuracy(outputs.logits, batch["labels"])}
 
 
-def whole_set(batch: dict, generator=None) -> dict:
-    """An evaluation "batch function" that always returns one batch: the whole held-out set.
-    With ``eval_batches=1`` the reported accuracy is exactly the set's (a mean over batches of
-    unequal size would weigh the last, smaller batch too much)."""
-    return batch
-
-
-def random_image_batch(pixels, labels, batch_size: int, generator, max_shift: int = 0) -> dict:
-    """``batch_size`` training images drawn at random, each shifted by up to ``max_shift`` pixels
-    in x and y (zeros fill the border): a digit moved by a pixel is the same digit, and on 1,437
-    training images this augmentation is what keeps a long run from memorising them."""
-    idx = torch.randint(len(labels), (batch_size,), generator=generator)
-    images = pixels[idx]  # [B, C, H, W]
-    if max_shift:
-        m, (H, W) = max_shift, images.shape[-2:]
-        padded = torch.nn.functional.pad(images, (m, m, m, m))  # [B, C, H + 2m, W + 2m]
-        dy, dx = torch.randint(2 * m + 1, (2, batch_size), generator=generator).tolist()
-        images = torch.stack([p[:, y : y + H, x : x + W] for p, y, x in zip(padded, dy, dx)])
-    return {"pixel_values": images, "labels": labels[idx]}
-
-
 def _vit_recipe(p: dict) -> Recipe:
     pixels, labels = D.load_digits("train")  # [1437, 1, 8, 8], [1437]
     test_pixels, test_labels = D.load_digits("test")  # [360, 1, 8, 8], [360]
@@ -426,24 +364,6 @@ _CLASSIFIERS = {
     "bert": (BertConfig, BertForSequenceClassification, "bert."),
     "albert": (AlbertConfig, AlbertForSequenceClassification, "albert."),
 }
-
-
-def labeled_texts(data: str, split: str) -> D.LabeledTexts:
-    """SST-2, AG News (see :mod:`ptlearn.data.text` for their splits) or generated reviews."""
-    if data == "sst2":
-        return D.load_sst2(split)
-    if data == "ag_news":
-        return D.load_ag_news(split)
-    seed = {"train": 1, "validation": 2, "test": 3}[split]  # disjoint draws of the grammar
-    texts, labels = D.make_grammar_corpus(4_000 if split == "train" else 500, seed=seed)
-    return D.LabeledTexts(texts, labels, ["negative", "positive"])
-
-
-def _encode(tokenizer, texts: D.LabeledTexts, max_len: int) -> D.DictDataset:
-    ids = [tokenizer.encode(t)[:max_len] for t in texts.texts]
-    for row in ids:  # a cut sequence still ends with [SEP]
-        row[-1] = tokenizer.sep_id
-    return D.DictDataset(input_ids=ids, labels=texts.labels)
 
 
 def _from_checkpoint(model: str, from_dir: str) -> tuple[dict, HFTokenizer, dict]:
@@ -495,11 +415,14 @@ def build_finetune(
         classifier = model_cls(config, n_classes=len(train.classes))
     max_len = classifier.config.max_len
     collate = functools.partial(D.collate, pad_id=tokenizer.pad_id)
-    val_set = _encode(tokenizer, val, max_len)
+    val_ids = encode_texts(tokenizer, val.texts, max_len)
+    val_set = D.DictDataset(input_ids=val_ids, labels=val.labels)
     return Recipe(
         model=classifier,
         config=_train_config(p, seed, device),
-        train_data=_encode(tokenizer, train, max_len),
+        train_data=D.DictDataset(
+            input_ids=encode_texts(tokenizer, train.texts, max_len), labels=train.labels
+        ),
         eval_data=functools.partial(whole_set, collate([val_set[i] for i in range(len(val))])),
         metrics=classification_metrics,
         collate_fn=collate,

@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 import torch
 
 from . import data as D
+from .data.batching import encode_texts
 from .finetune import SequenceClassifier, count_parameters, pool
+from .metrics import majority_baseline
 from .models import BertConfig, BertModel
 from .pretraining import OBJECTIVES, pretrain_objective
 from .tokenization import HFTokenizer
@@ -72,15 +74,6 @@ def subset(data: D.LabeledTexts, n: int, seed: int = 0) -> D.LabeledTexts:
     )
 
 
-def encode_texts(tokenizer, texts, max_len: int) -> list[list[int]]:
-    """``[CLS] text [SEP]`` ids, cut to ``max_len`` tokens (the last one stays ``[SEP]``)."""
-    encoded = tokenizer.tokenizer.encode_batch(list(texts))
-    return [
-        e.ids if len(e.ids) <= max_len else e.ids[: max_len - 1] + [tokenizer.sep_id]
-        for e in encoded
-    ]
-
-
 @dataclass
 class StudyData:
     """The unlabelled corpus as a token stream, its tokenizer, and the labelled task subsets."""
@@ -114,7 +107,7 @@ def load_study_data(config: StudyConfig) -> StudyData:
 
 
 def batches(ids: list[list[int]], pad_id: int, batch_size: int = 256):
-    """Padded ``input_ids`` / ``attention_mask`` batches, in order."""
+    """Padded ``input_ids`` / ``attention_mask`` batches, in order (for evaluation)."""
     for start in range(0, len(ids), batch_size):
         yield D.collate([{"input_ids": x} for x in ids[start : start + batch_size]], pad_id=pad_id)
 
@@ -188,12 +181,6 @@ def tfidf_baseline(train: D.LabeledTexts, test: D.LabeledTexts) -> float:
     clf = LogisticRegression(max_iter=2000, C=10.0)
     clf.fit(vectorizer.fit_transform(train.texts), train.labels)
     return float(clf.score(vectorizer.transform(test.texts), test.labels))
-
-
-def majority_baseline(train: D.LabeledTexts, test: D.LabeledTexts) -> float:
-    """Accuracy of always answering the most frequent training label."""
-    majority = max(set(train.labels), key=train.labels.count)
-    return sum(y == majority for y in test.labels) / len(test.labels)
 
 
 # --- the study ---------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from parity import assert_parity
 
 from ptlearn.attention import (
     KVCache,
@@ -15,10 +16,6 @@ from ptlearn.attention import (
     padding_mask,
     scaled_dot_product_attention,
 )
-
-
-def rel_err(a, b):
-    return ((a - b).norm() / b.norm()).item()
 
 
 def test_written_out_attention_matches_formula():
@@ -44,7 +41,7 @@ def test_fast_path_equals_written_out_path(causal, with_padding):
         slow_mask = causal_mask(T) if mask is None else mask & causal_mask(T)
     slow, _ = scaled_dot_product_attention(q, k, v, slow_mask)
     fast = fused_attention(q, k, v, mask, causal, 0.0)
-    assert rel_err(fast, slow) <= 1e-6
+    assert_parity(fast, slow, "fused vs written out", rtol=1e-5, atol=1e-6)
 
 
 def test_multihead_fast_and_weights_paths_agree():
@@ -55,7 +52,7 @@ def test_multihead_fast_and_weights_paths_agree():
         fast, none = mha(x, mask=mask, causal=causal)
         slow, w = mha(x, mask=mask, causal=causal, need_weights=True)
         assert none is None and w.shape == (2, 4, 9, 9)
-        assert rel_err(fast, slow) <= 1e-6
+        assert_parity(fast, slow, f"causal={causal}", rtol=1e-5, atol=1e-6)
 
 
 def copy_into_torch_mha(ours: MultiHeadAttention, d_model: int, n_heads: int):

@@ -9,6 +9,7 @@ import pickle
 
 import pytest
 import torch
+from parity import ATTENTION, assert_all_parity, assert_parity
 from torch import nn
 
 from ptlearn.models import (
@@ -26,7 +27,6 @@ from ptlearn.models import (
 
 transformers = pytest.importorskip("transformers", reason="HF parity tests need transformers")
 
-TOL = 1e-5  # relative error, fp32
 
 BERT_CONFIGS = [  # vary layers, heads, widths, activation, eps and segment count
     dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64),
@@ -92,11 +92,6 @@ def inputs(type_vocab_size=2):
     return dict(input_ids=ids, attention_mask=mask, token_type_ids=types)
 
 
-def rel_err(ours: torch.Tensor, theirs: torch.Tensor) -> float:
-    assert ours.shape == theirs.shape
-    return ((ours - theirs).norm() / theirs.norm()).item()
-
-
 def run_both(ours, theirs, batch):
     with torch.no_grad():
         a = ours(**batch, output_attentions=True, output_hidden_states=True)
@@ -110,18 +105,14 @@ def assert_same_outputs(a, b, pair_field=None):
     if expected_logits is None:
         expected_logits = getattr(b, "logits", None)
     if expected_logits is not None:
-        assert rel_err(a.logits, expected_logits) <= TOL
+        assert_parity(a.logits, expected_logits, "logits")
     if pair_field:
-        assert rel_err(a.pair_logits, getattr(b, pair_field)) <= TOL
+        assert_parity(a.pair_logits, getattr(b, pair_field), pair_field)
     if hasattr(b, "last_hidden_state"):
-        assert rel_err(a.last_hidden_state, b.last_hidden_state) <= TOL
-        assert rel_err(a.pooler_output, b.pooler_output) <= TOL
-    assert len(a.hidden_states) == len(b.hidden_states)
-    assert all(rel_err(x, y) <= TOL for x, y in zip(a.hidden_states, b.hidden_states))
-    assert len(a.attentions) == len(b.attentions) > 0
-    for x, y in zip(a.attentions, b.attentions):
-        assert rel_err(x, y) <= TOL
-        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6)
+        assert_parity(a.last_hidden_state, b.last_hidden_state, "last_hidden_state")
+        assert_parity(a.pooler_output, b.pooler_output, "pooler_output")
+    assert_all_parity(a.hidden_states, b.hidden_states, "hidden_states")
+    assert_all_parity(a.attentions, b.attentions, "attentions", **ATTENTION)
     top = torch.stack([att.max(-1).values.mean() for att in b.attentions]).mean()
     assert top > 2 / a.attentions[0].size(-1)  # far from uniform attention
 

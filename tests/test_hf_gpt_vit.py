@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from parity import ATTENTION, assert_all_parity, assert_parity
 
 from ptlearn.models import GPT, GPT_PRESETS, GPTConfig, ViTForImageClassification, ViTModel
 
@@ -53,12 +54,6 @@ VIT_CONFIGS = {
 }
 
 
-def rel_err(ours: torch.Tensor, theirs: torch.Tensor) -> float:
-    """||ours - theirs|| / ||theirs||: symmetric in the sign of the error, scale-free."""
-    assert ours.shape == theirs.shape
-    return ((ours - theirs).norm() / theirs.norm()).item()
-
-
 def redrawn(hf_model):
     """Weights ~ N(0, 0.25): large enough that attention is far from uniform."""
     torch.manual_seed(0)
@@ -84,13 +79,9 @@ def hf_vit(cls, **fields):
 
 def assert_same(ours, theirs, fields=("logits",)):
     for name in fields:
-        assert rel_err(ours[name], theirs[name]) <= 1e-5, name
-    assert len(ours.attentions) == len(theirs.attentions)
-    for a, b in zip(ours.attentions, theirs.attentions):
-        assert rel_err(a, b) <= 1e-5
-    assert len(ours.hidden_states) == len(theirs.hidden_states)
-    for a, b in zip(ours.hidden_states, theirs.hidden_states):
-        assert rel_err(a, b) <= 1e-5
+        assert_parity(ours[name], theirs[name], name)
+    assert_all_parity(ours.attentions, theirs.attentions, "attentions", **ATTENTION)
+    assert_all_parity(ours.hidden_states, theirs.hidden_states, "hidden_states")
 
 
 def run(model, x, **kw):
@@ -160,7 +151,7 @@ def test_vit_model_loads_the_backbone_of_a_classifier_checkpoint(tmp_path):
     with torch.no_grad():
         theirs = hf.vit(pixels).last_hidden_state
     ours = ViTModel.from_pretrained(tmp_path)(pixels).last_hidden_state
-    assert rel_err(ours, theirs) <= 1e-5
+    assert_parity(ours, theirs, "last_hidden_state")
 
 
 def test_gpt_to_hf_round_trip():

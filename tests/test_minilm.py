@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from parity import ATTENTION, assert_all_parity, assert_parity
 
 from ptlearn.models import BertModel
 
@@ -43,10 +44,6 @@ def models_and_batch():
     return ours, theirs, batch
 
 
-def rel_err(a, b):
-    return ((a - b).norm() / b.norm()).item()
-
-
 def test_hidden_states_and_attentions_equal_hf(models_and_batch):
     ours, theirs, batch = models_and_batch
     assert (ours.config.d_model, ours.config.n_layers, ours.config.n_heads) == (384, 6, 12)
@@ -56,12 +53,9 @@ def test_hidden_states_and_attentions_equal_hf(models_and_batch):
         b = theirs(**batch, output_attentions=True, output_hidden_states=True)
     assert len(a.hidden_states) == len(b.hidden_states) == 7
     assert len(a.attentions) == len(b.attentions) == 6
-    for x, y in zip(a.hidden_states, b.hidden_states):
-        assert rel_err(x, y) <= 1e-5
-    for x, y in zip(a.attentions, b.attentions):
-        assert rel_err(x, y) <= 1e-5
-        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6)
-    assert rel_err(a.pooler_output, b.pooler_output) <= 1e-5
+    assert_all_parity(a.hidden_states, b.hidden_states, "hidden_states")
+    assert_all_parity(a.attentions, b.attentions, "attentions", **ATTENTION)
+    assert_parity(a.pooler_output, b.pooler_output, "pooler_output")
 
 
 def test_mean_pooled_embeddings_rank_a_paraphrase_above_an_unrelated_sentence(models_and_batch):

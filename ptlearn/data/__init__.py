@@ -5,10 +5,13 @@
 - :mod:`.synthetic`: copy, reverse, sort, addition, number-to-words, associative recall;
 - :mod:`.grammar`: generated review sentences where negation flips the sentiment;
 - :mod:`.images`: scikit-learn's 8x8 digits as image tensors;
-- :mod:`.batching`: language-model windows, a dict dataset and a padding ``collate``.
+- :mod:`.batching`: language-model windows, a dict dataset, a padding ``collate`` and
+  ``encode_texts`` (truncating ``[CLS] text [SEP]``);
+- :mod:`.batches`: the Trainer's batch functions for each pretraining objective;
+- :mod:`.corpora`: the texts ``ptlearn train``/``finetune`` read, by name.
 """
 
-from .batching import DictDataset, LMDataset, collate, random_lm_batch
+from .batching import DictDataset, LMDataset, collate, encode_texts, random_lm_batch
 from .grammar import make_grammar_corpus, make_grammar_documents, sentiment_label
 from .images import DIGITS_CLASSES, load_digits
 from .sources import DataNotFoundError, dataset_dir, get_cache_dir
@@ -52,6 +55,7 @@ __all__ = [
     "addition_task",
     "associative_recall",
     "collate",
+    "encode_texts",
     "copy_task",
     "dataset_dir",
     "get_cache_dir",

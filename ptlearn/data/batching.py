@@ -114,3 +114,10 @@ def collate(examples: list[dict], pad_id: int = 0) -> dict[str, Tensor]:
             T = batch[key].size(1)
             batch["attention_mask"] = (torch.arange(T) < lengths[:, None]).long()  # [B, T]
     return batch
+
+
+def encode_texts(tokenizer, texts, max_len: int) -> list[list[int]]:
+    """WordPiece ids ``[CLS] text [SEP]`` for every text, cut to ``max_len`` tokens; a cut
+    sequence still ends with ``[SEP]``, so the model always sees where the text stops."""
+    rows = [tokenizer.encode(text) for text in texts]
+    return [ids if len(ids) <= max_len else ids[: max_len - 1] + [tokenizer.sep_id] for ids in rows]

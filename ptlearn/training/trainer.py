@@ -1,53 +1,30 @@
-"""One training loop for every chapter and the CLI: :class:`Trainer` driven by a :class:`TrainConfig`.
+"""The :class:`Trainer`: the training loop every chapter and the CLI run (see
+:mod:`ptlearn.training` for one step, the schedule, clipping and DDP).
 
-One optimisation step, as in nanoGPT's ``train.py``:
+About 300 lines because the loop, its evaluation and its checkpoint/resume logic share the
+Trainer's state and read best in one place; the pieces that do not need that state (config,
+schedule, callbacks, batches, DDP set-up) are the sibling modules.
 
-1. draw a batch (a dict of tensors) and move it to the device;
-2. forward, under autocast on CUDA (bf16, or fp16 with a GradScaler): ``loss = model(**batch).loss``;
-3. backward; with ``grad_accum > 1`` steps 1-3 repeat and the gradients add up;
-4. clip the gradient norm, set the learning rate from the schedule, take an AdamW step.
-
-**Learning-rate schedule** (:func:`lr_at`). Adam's moment estimates are noisy in the first steps and
-the freshly initialised network's gradients are large, so a full learning rate at step 0 can throw
-the weights somewhere bad. *Warm-up* raises the rate linearly from ~0 to ``lr`` over
-``warmup_steps``. Afterwards *cosine decay* lowers it along half a cosine to ``min_lr_ratio * lr``
-at ``max_steps``: big steps while far from a minimum, small ones to settle into it at the end.
-With only a ``time_budget`` (no ``max_steps``) the decay follows the elapsed fraction of the
-budget instead of the step, so the run ends at the low rate whenever the budget runs out; such
-runs depend on the machine's speed, so resuming them is not bit-exact.
-
-**Gradient clipping** rescales all gradients together when their global L2 norm exceeds
-``grad_clip``: one unlucky batch then cannot take a huge step (the usual cause of a loss spike).
-
-**Distributed** (``torchrun --nproc_per_node=W``): every rank runs this same code on its share of
-each global batch and DistributedDataParallel averages the gradients, so W ranks with batch B train
-like one process with batch W x B. A dataset is split as DistributedSampler does (each global
-chunk of W x batch_size shuffled indices, rank r keeps every W-th from r). A batch function is
-called W times per micro-step with one generator seeded identically on every rank, and rank r keeps
-call number r: W ranks see exactly the batches one process sees with ``grad_accum=W``, and rank 0's
-generator state is every rank's, so its checkpoint resumes them all. Only rank 0 shows progress,
-runs callbacks and writes checkpoints; losses are averaged over ranks.
+Imports: :mod:`.config`, :mod:`.schedule`, :mod:`.callbacks`, :mod:`.data`, :mod:`.distributed`,
+``ptlearn.checkpoint`` and ``ptlearn.device``.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import dataclasses
 import math
-import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import default_collate
 from tqdm.auto import tqdm
 
-from .checkpoint import (
+from ..checkpoint import (
     CHECKPOINT_DIR,
     capture_rng_state,
     load_checkpoint,
@@ -56,88 +33,16 @@ from .checkpoint import (
     save_checkpoint,
     unwrap_model,
 )
-from .device import AMP_MODES, autocast_dtype, get_device, needs_grad_scaler
+from ..device import autocast_dtype, needs_grad_scaler
+from .callbacks import History
+from .config import TrainConfig
+from .data import Batches, count_items
+from .distributed import resolve_device, setup_distributed
+from .schedule import lr_at, make_optimizer
 
 
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite; training stopped before the bad update was applied."""
-
-
-@dataclass
-class TrainConfig:
-    lr: float = 3e-4  # peak learning rate, reached at the end of warm-up
-    min_lr_ratio: float = 0.1  # cosine decay ends at min_lr_ratio * lr
-    weight_decay: float = 0.1  # AdamW decay, only on >=2-D weights (not biases or norms)
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
-    warmup_steps: int = 0
-    max_steps: int | None = 1000  # None: train until time_budget
-    time_budget: float | None = None  # seconds; stop there, then evaluate
-    batch_size: int | None = None  # per-rank batch for datasets; informational for batch_fn
-    grad_clip: float | None = 1.0  # max global gradient norm; None: no clipping
-    grad_accum: int = 1  # micro-batches per optimizer step
-    amp: str = (
-        "auto"  # see ptlearn.device.autocast_dtype: "auto" = bf16/fp16 on CUDA, fp32 elsewhere
-    )
-    eval_every: int | None = None  # steps between evaluations (and one at the end)
-    eval_batches: int = 20  # batches per evaluation when eval_data is a batch function
-    log_every: int = 10  # steps per history record (mean loss over the window)
-    seed: int = 0
-    out_dir: str | None = None  # checkpoints go to out_dir/checkpoint; None: none written
-    checkpoint_every: int | None = None  # steps between checkpoints (and one at the end)
-    device: str | torch.device = (
-        "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps" | a torch.device
-    )
-    compile: bool = False  # torch.compile the model for training
-    progress: bool = True  # show a tqdm progress bar
-
-    def __post_init__(self):
-        def need(ok: bool, name: str, why: str) -> None:
-            if not ok:
-                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: {why}.")
-
-        def optional_int(name: str) -> bool:
-            value = getattr(self, name)
-            return value is None or (isinstance(value, int) and value > 0)
-
-        need(self.lr > 0, "lr", "must be > 0")
-        need(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "must be in [0, 1]")
-        need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
-        need(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas", "two in [0, 1)")
-        need(self.eps > 0, "eps", "must be > 0")
-        need(isinstance(self.warmup_steps, int) and self.warmup_steps >= 0, "warmup_steps", ">= 0")
-        for name in ("max_steps", "batch_size", "eval_every", "checkpoint_every"):
-            need(optional_int(name), name, "must be a positive int or None")
-        need(self.time_budget is None or self.time_budget > 0, "time_budget", "seconds > 0 or None")
-        need(self.max_steps or self.time_budget, "max_steps", "give max_steps or a time_budget")
-        need(self.warmup_steps <= (self.max_steps or math.inf), "warmup_steps", "exceeds max_steps")
-        need(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "must be > 0 or None")
-        for name in ("grad_accum", "eval_batches", "log_every"):
-            need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1, name, ">= 1")
-        need(self.amp in AMP_MODES, "amp", f"must be one of {AMP_MODES}")
-        if isinstance(self.device, torch.device):
-            self.device = str(self.device)
-        name = str(self.device).split(":")[0]
-        need(
-            name in ("auto", "cpu", "cuda", "mps"),
-            "device",
-            'must be "auto", "cpu", "cuda[:N]" or "mps"',
-        )
-        need(bool(self.out_dir) or not self.checkpoint_every, "checkpoint_every", "needs out_dir")
-
-
-def lr_at(step, *, lr, warmup_steps, max_steps=None, min_lr_ratio=0.1, progress=None) -> float:
-    """Learning rate for optimizer step ``step`` (0-based): linear warm-up, then cosine decay.
-
-    ``progress`` in [0, 1] replaces the step-based position when training is bounded by time.
-    """
-    if step < warmup_steps:
-        return lr * (step + 1) / warmup_steps
-    if progress is None:
-        progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
-    progress = min(max(progress, 0.0), 1.0)
-    min_lr = lr * min_lr_ratio
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
 
 
 def set_seed(seed: int) -> None:
@@ -148,167 +53,10 @@ def set_seed(seed: int) -> None:
 
 
 @dataclass
-class History:
-    """Everything logged: ``records`` are dicts {"step", "split": "train"|"eval", "loss", ...}."""
-
-    records: list[dict] = field(default_factory=list)
-
-    def add(self, step: int, split: str, **values) -> None:
-        self.records.append({"step": step, "split": split, **values})
-
-    def series(self, key: str = "loss", split: str = "train") -> tuple[list[int], list[float]]:
-        """(steps, values) of ``key`` over the records of ``split``, ready for ``plt.plot``."""
-        rows = [r for r in self.records if r["split"] == split and key in r]
-        return [r["step"] for r in rows], [r[key] for r in rows]
-
-    def last(self, split: str = "eval") -> dict | None:
-        rows = [r for r in self.records if r["split"] == split]
-        return rows[-1] if rows else None
-
-
-@dataclass
 class TrainState:
     step: int = 0  # optimizer steps taken
     elapsed: float = 0.0  # seconds spent in fit(), summed over resumed runs
     tokens_seen: int = 0  # tokens (or examples, for batches without input_ids), all ranks
-
-
-class Callback:
-    """Hooks the Trainer calls on rank 0; override the ones you need."""
-
-    def on_train_begin(self, trainer: Trainer) -> None: ...
-
-    def on_step_end(self, trainer: Trainer, step: int, logs: dict) -> None: ...
-
-    def on_eval_end(self, trainer: Trainer, step: int, metrics: dict) -> None: ...
-
-    def on_train_end(self, trainer: Trainer) -> None: ...
-
-
-class AttentionRecorder(Callback):
-    """Snapshots of the attention maps on a fixed probe batch, at the start and every ``every`` steps.
-
-    ``snapshots`` is a list of ``(step, attentions)`` with one ``[B, H, T, T]`` CPU tensor per layer:
-    replay them to watch heads specialise as training goes on.
-    """
-
-    def __init__(self, probe_batch: dict, every: int):
-        self.probe_batch, self.every, self.snapshots = probe_batch, every, []
-
-    @torch.no_grad()
-    def record(self, trainer: Trainer) -> None:
-        model, was_training = trainer.model, trainer.model.training
-        model.eval()  # no dropout: the maps show what the model computes
-        out = model(**trainer.to_device(self.probe_batch), output_attentions=True)
-        model.train(was_training)
-        self.snapshots.append((trainer.state.step, tuple(a.detach().cpu() for a in out.attentions)))
-
-    def on_train_begin(self, trainer):
-        if not self.snapshots or self.snapshots[-1][0] != trainer.state.step:
-            self.record(trainer)
-
-    def on_step_end(self, trainer, step, logs):
-        if step % self.every == 0:
-            self.record(trainer)
-
-
-class _Batches:
-    """This rank's batches from a batch function or a dataset, with a position that can be saved."""
-
-    def __init__(self, data, collate_fn, batch_size, seed: int, rank: int, world: int):
-        self.data, self.collate, self.batch_size = data, collate_fn or default_collate, batch_size
-        self.seed, self.rank, self.world = seed, rank, world
-        self.is_fn = callable(data)
-        self.generator = torch.Generator().manual_seed(seed)
-        self.epoch, self.pos, self._perm = 0, 0, None
-        if not self.is_fn:
-            if not (hasattr(data, "__len__") and hasattr(data, "__getitem__")):
-                raise TypeError("data must be a batch function or a map-style dataset (a list).")
-            if not batch_size:
-                raise ValueError("TrainConfig.batch_size is needed to batch a dataset.")
-            if len(data) < batch_size * world:
-                raise ValueError(f"dataset has {len(data)} examples, fewer than one global batch.")
-
-    def _call_fn(self, generator: torch.Generator) -> dict:
-        batches = [self.data(generator) for _ in range(self.world)]
-        return batches[self.rank]
-
-    def next(self) -> dict:
-        """The next training batch (shuffled dataset: drops the incomplete last global chunk)."""
-        if self.is_fn:
-            return self._call_fn(self.generator)
-        chunk = self.batch_size * self.world
-        if self.pos + chunk > len(self.data):
-            self.epoch, self.pos = self.epoch + 1, 0
-        if self._perm is None or self._perm[0] != self.epoch:
-            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            self._perm = (self.epoch, torch.randperm(len(self.data), generator=g).tolist())
-        indices = self._perm[1][self.pos : self.pos + chunk][self.rank :: self.world]
-        self.pos += chunk
-        return self.collate([self.data[i] for i in indices])
-
-    def eval_iter(self, n_batches: int):
-        """Fixed evaluation batches: n_batches from a fresh generator, or the dataset in order."""
-        if self.is_fn:
-            g = torch.Generator().manual_seed(self.seed + 1)
-            yield from (self._call_fn(g) for _ in range(n_batches))
-            return
-        indices = list(range(len(self.data)))[self.rank :: self.world]
-        for i in range(0, len(indices), self.batch_size):
-            yield self.collate([self.data[j] for j in indices[i : i + self.batch_size]])
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state(), "epoch": self.epoch, "pos": self.pos}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
-        self.epoch, self.pos = state["epoch"], state["pos"]
-
-
-def _setup_distributed(device: str) -> tuple[int, int, int]:
-    """(rank, world_size, local_rank) from torchrun's environment; starts the process group once."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, 0
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if not dist.is_initialized():
-        use_cuda = device != "cpu" and torch.cuda.is_available()
-        if use_cuda:
-            torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-        atexit.register(_destroy_process_group)
-    return dist.get_rank(), dist.get_world_size(), local_rank
-
-
-def _destroy_process_group() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def _resolve_device(name: str, local_rank: int, world: int) -> torch.device:
-    """ptlearn.device.get_device's choice; under torchrun each CUDA rank takes its own GPU."""
-    device = get_device(name)
-    if device.type == "cuda" and world > 1 and device.index is None:
-        device = torch.device(f"cuda:{local_rank}")
-    return device
-
-
-def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device):
-    """AdamW with weight decay on matrices (>= 2-D) only: decaying biases and norm gains hurts."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    fused = device.type == "cuda"  # one kernel for all parameters instead of one per tensor
-    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps, fused=fused)
-
-
-def _count_items(batch: dict) -> int:
-    """Tokens in ``input_ids``, else examples (the first tensor's batch dimension)."""
-    if "input_ids" in batch:
-        return batch["input_ids"].numel()
-    return next(v.shape[0] for v in batch.values() if torch.is_tensor(v))
 
 
 class Trainer:
@@ -336,8 +84,8 @@ class Trainer:
         resume: bool = False,
     ):
         self.config = cfg = config or TrainConfig()
-        self.rank, self.world_size, local_rank = _setup_distributed(cfg.device)
-        self.device = _resolve_device(cfg.device, local_rank, self.world_size)
+        self.rank, self.world_size, local_rank = setup_distributed(cfg.device)
+        self.device = resolve_device(cfg.device, local_rank, self.world_size)
         set_seed(cfg.seed + self.rank)
         self.model = unwrap_model(model).to(self.device)
         self.optimizer = make_optimizer(self.model, cfg, self.device)
@@ -347,8 +95,8 @@ class Trainer:
         )
         self._train_model = self._wrap(self.model)
         args = (collate_fn, cfg.batch_size, cfg.seed, self.rank, self.world_size)
-        self.train_data = None if train_data is None else _Batches(train_data, *args)
-        self.eval_data = None if eval_data is None else _Batches(eval_data, *args)
+        self.train_data = None if train_data is None else Batches(train_data, *args)
+        self.eval_data = None if eval_data is None else Batches(eval_data, *args)
         self.callbacks, self.metrics = list(callbacks), metrics
         self.history, self.state = History(), TrainState()
         self.last_checkpoint: Path | None = None
@@ -423,7 +171,7 @@ class Trainer:
                 raise ValueError("The model returned no loss: training batches must hold labels.")
             self.scaler.scale(loss / self.config.grad_accum).backward()
         self._speed_unit = "tok/s" if "input_ids" in batch else "items/s"
-        return loss.detach().float(), _count_items(batch)
+        return loss.detach().float(), count_items(batch)
 
     def _train_step(self) -> dict:
         cfg, start = self.config, time.perf_counter()
