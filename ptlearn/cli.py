@@ -9,6 +9,7 @@
     ptlearn train gpt --nproc 2                         # the same run on 2 processes (DDP)
     ptlearn bench throughput                            # ptlearn vs HF transformers
     ptlearn course                                      # copy the notebooks, start JupyterLab
+    ptlearn site                                        # the course as a website, in site/
 
 ``train`` and ``finetune`` show a progress bar (stderr), write checkpoints into ``--out``
 (default ``runs/<model>-<data>``), continue from the checkpoint there unless ``--no-resume``,
@@ -419,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     course.add_argument("dir", nargs="?", default="ptlearn-course")
     course.add_argument("--no-launch", action="store_true", help="copy only; do not start Jupyter")
     course.set_defaults(func=cmd_course)
+    from .site import add_parser as add_site_parser  # `ptlearn site`: the course as a website
+
+    add_site_parser(sub)
     return parser
 
 
