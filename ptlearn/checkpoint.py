@@ -32,6 +32,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import tempfile
 import uuid
 from glob import escape
@@ -463,3 +464,43 @@ def load_checkpoint(
         result["state_dict"] = _read_weights(path / WEIGHTS_FILE)
     result["trainer_state"] = _read_trainer_state(path / STATE_FILE, map_location)
     return result
+
+
+# --- stopping cleanly on Ctrl-C ------------------------------------------------------------
+
+
+class StepBoundaryInterrupt:
+    """A context manager for a training loop: the first Ctrl-C (SIGINT, also a notebook's
+    interrupt button) only sets :attr:`interrupted`, so the loop can finish its step, save a
+    checkpoint and stop cleanly; a second Ctrl-C raises KeyboardInterrupt at once. Inactive
+    (Ctrl-C unchanged) off the main thread, or with ``enabled=False`` (DDP ranks)."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled, self.interrupted, self._previous = enabled, False, None
+
+    def _on_sigint(self, signum, frame) -> None:
+        self.interrupted = True
+        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+
+    def __enter__(self) -> StepBoundaryInterrupt:
+        # only over Python's own handler: a caller's (the CLI's) stays in charge
+        if self.enabled and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            try:
+                self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+            except ValueError:  # not the main thread
+                self._previous = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            try:
+                signal.signal(signal.SIGINT, self._previous)
+            except ValueError:
+                pass
+            self._previous = None
+
+
+def interrupted_message(step: int, checkpoint, how: str) -> str:
+    """The one line after a clean Ctrl-C stop."""
+    saved = f"checkpoint saved in {checkpoint}" if checkpoint else "no checkpoint (no out_dir)"
+    return f"interrupted at step {step}; {saved}. {how}"

@@ -140,10 +140,11 @@ def _prepare_out(out: Path):
 def _check_run_folder(out: Path, identity: dict, resume: bool) -> None:
     """Refuse to resume another experiment's checkpoint, or to overwrite files ptlearn did not
     write (a user's tokenizer.json in an unrelated folder)."""
-    from .runs import foreign_files, identity_difference, recorded_identity
+    from .runs import LOCK_FILE, foreign_files, identity_difference, recorded_identity
 
     foreign = foreign_files(out)
     if foreign:
+        (out / LOCK_FILE).unlink(missing_ok=True)  # leave the user's folder as it was
         names = ", ".join(str(f) for f in foreign)
         raise CLIError(
             f"{names} was not written by a ptlearn run and would be overwritten: move it away, "
@@ -258,6 +259,20 @@ def cmd_train(args, argv) -> int:
     return 0
 
 
+def _check_from(folder: Path, model: str) -> None:
+    """--from must be the --out folder of a `ptlearn train` run: checkpoint/ and tokenizer.json."""
+    from .checkpoint import CHECKPOINT_DIR, recover_checkpoint
+
+    if folder.is_dir():
+        recover_checkpoint(folder / CHECKPOINT_DIR)
+    missing = [name for name in (CHECKPOINT_DIR, "tokenizer.json") if not (folder / name).exists()]
+    if missing:
+        raise CLIError(
+            f"--from {folder} has no {' and no '.join(missing)}: pass the --out folder of a "
+            f"`ptlearn train {model}` run."
+        )
+
+
 def cmd_finetune(args, argv) -> int:
     from .recipes import build_finetune
 
@@ -269,6 +284,8 @@ def cmd_finetune(args, argv) -> int:
         raise CLIError(
             "--from and --out are the same folder: the fine-tuning run would overwrite it."
         )
+    if args.from_dir:
+        _check_from(Path(args.from_dir), args.model)
     recipe = build_finetune(
         args.model, args.data, args.preset, args.device, args.seed, from_dir=args.from_dir
     )
@@ -376,19 +393,41 @@ def cmd_course(args, argv) -> int:
 # --- the parser ---------------------------------------------------------------------------------
 
 
+def _positive(kind):
+    """An argparse type: a number > 0 (a 0 or negative budget, thread or process count is
+    refused at the command line, naming the option, not deep inside the config)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0 or value != value or value == float("inf"):
+            what = "a whole number" if kind is int else "a number of seconds"
+            raise argparse.ArgumentTypeError(f"must be {what} > 0, got {text!r}")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--time-budget", type=float, help="seconds of training (total over resumes)")
-    p.add_argument("--steps", type=int, help="optimizer steps (total over resumes)")
+    p.add_argument(
+        "--time-budget", type=_positive(float), help="seconds of training (total over resumes)"
+    )
+    p.add_argument("--steps", type=_positive(int), help="optimizer steps (total over resumes)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", type=Path, help="run folder (default: runs/<model>-<data>)")
     p.add_argument("--preset", help="cpu, gpu or tiny (default: gpu on CUDA, else cpu)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--nproc", type=int, default=1, help="processes (DDP under torchrun)")
-    p.add_argument("--threads", type=int, help="torch CPU threads per process")
+    p.add_argument("--nproc", type=_positive(int), default=1, help="processes (DDP under torchrun)")
+    p.add_argument("--threads", type=_positive(int), help="torch CPU threads per process")
     p.add_argument("--no-resume", action="store_true", help="ignore a checkpoint in --out")
-    p.add_argument("--eval-every", type=int, help="steps between evaluations (default: at the end)")
     p.add_argument(
-        "--checkpoint-every", type=int, help="steps between checkpoints (and at the end)"
+        "--eval-every", type=_positive(int), help="steps between evaluations (default: at the end)"
+    )
+    p.add_argument(
+        "--checkpoint-every", type=_positive(int), help="steps between checkpoints (and at the end)"
     )
     p.add_argument("--compile", action="store_true", help="torch.compile the model (GPUs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

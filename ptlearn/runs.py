@@ -19,7 +19,14 @@ import signal
 import time
 from pathlib import Path
 
-from .checkpoint import CHECKPOINT_DIR, META_FILE, WEIGHTS_FILE, _to_jsonable, write_error
+from .checkpoint import (  # noqa: F401  (StepBoundaryInterrupt: re-exported)
+    CHECKPOINT_DIR,
+    META_FILE,
+    WEIGHTS_FILE,
+    StepBoundaryInterrupt,
+    _to_jsonable,
+    write_error,
+)
 
 LOCK_FILE = ".ptlearn.lock"
 RUN_FILES = ("tokenizer.json", "recipe.json")  # what `ptlearn train` writes beside checkpoint/

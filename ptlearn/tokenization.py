@@ -58,6 +58,13 @@ def _ids_list(ids, vocab_size: int | None = None) -> list[int]:
     """Accept a list, a 1-D tensor or a numpy array of ids; with ``vocab_size``, every id must be
     in ``[0, vocab_size)`` (a negative id would otherwise index from the end of the vocabulary,
     and HF tokenizers silently drop unknown ids)."""
+    if isinstance(ids, int) or getattr(ids, "ndim", 1) == 0:
+        ids = [ids]  # one id
+    elif getattr(ids, "ndim", 1) != 1:
+        raise ValueError(
+            f"Expected one sequence of ids, got an array of shape {tuple(ids.shape)}: decode "
+            f"each row of a batch separately (e.g. [tok.decode(row) for row in ids])."
+        )
     ids = [int(i) for i in (ids.tolist() if hasattr(ids, "tolist") else ids)]
     if vocab_size is not None:
         bad = [i for i in ids if not 0 <= i < vocab_size]

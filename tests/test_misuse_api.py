@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 from pathlib import Path
@@ -377,3 +378,61 @@ def test_fill_mask_playground_runs_with_a_raw_hf_tokenizer(wordpiece):
     ).eval()
     box = fill_mask_playground(model, wordpiece.tokenizer, text="the [MASK] sat")
     assert box.current["masks"] == [2]
+
+
+def test_decoding_a_batch_says_to_decode_each_row(wordpiece):
+    batch = torch.tensor([wordpiece.encode("the cat")])  # [1, T]: a model's input, not one row
+    with pytest.raises(ValueError, match=r"shape \(1, \d+\): decode each row"):
+        wordpiece.decode(batch)  # used to be TypeError: int() argument must be ... not 'list'
+    assert CharTokenizer("abc").decode(torch.tensor(1)) == "b"  # a 0-d tensor is one id
+
+
+# --- the Trainer: a notebook's interrupt, a crash between renames ------------------------------
+
+
+class SigintAt:
+    """A callback that presses Ctrl-C (a real SIGINT to this process) after step ``step``."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_begin(self, trainer): ...
+
+    def on_step_end(self, trainer, step, logs):
+        if step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def on_eval_end(self, trainer, step, metrics): ...
+
+    def on_train_end(self, trainer): ...
+
+
+def _trainer(out, **kwargs):
+    from helpers_train import make_batch_fn
+
+    from ptlearn.training import TrainConfig, Trainer
+
+    config = TrainConfig(max_steps=50, batch_size=4, out_dir=str(out), progress=False, lr=1e-2)
+    return Trainer(_tiny(), config, make_batch_fn(4), **kwargs)
+
+
+def test_an_interrupt_in_a_notebook_stops_cleanly_with_a_checkpoint(tmp_path, capsys):
+    trainer = _trainer(tmp_path, callbacks=[SigintAt(3)])
+    trainer.fit()  # used to raise KeyboardInterrupt mid-step and leave no checkpoint
+    assert trainer.interrupted and trainer.state.step == 3
+    line = capsys.readouterr().out.strip()
+    assert line == (
+        f"interrupted at step 3; checkpoint saved in {tmp_path / 'checkpoint'}. Call fit() again "
+        f"to continue (or resume=True later)."
+    )
+    assert load_checkpoint(tmp_path)["meta"]["step"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C is back
+    resumed = _trainer(tmp_path, resume=True)
+    assert resumed.state.step == 3
+
+
+def test_the_trainer_recovers_a_checkpoint_left_aside_by_a_crash(tmp_path):
+    trainer = _trainer(tmp_path)
+    trainer.fit(steps=4)
+    os.replace(tmp_path / "checkpoint", tmp_path / "checkpoint.old-89abcdef")
+    assert _trainer(tmp_path, resume=True).state.step == 4  # used to start again from 0

@@ -26,8 +26,11 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import (
     CHECKPOINT_DIR,
+    StepBoundaryInterrupt,
     capture_rng_state,
+    interrupted_message,
     load_checkpoint,
+    recover_checkpoint,
     resolve_checkpoint_dir,
     restore_rng_state,
     save_checkpoint,
@@ -104,7 +107,9 @@ class Trainer:
         if resume:
             if not cfg.out_dir:
                 raise ValueError("resume=True needs TrainConfig.out_dir (where checkpoints are).")
-            if (Path(cfg.out_dir) / CHECKPOINT_DIR).exists():
+            checkpoint = Path(cfg.out_dir) / CHECKPOINT_DIR
+            recover_checkpoint(checkpoint)  # one a crash mid-swap left aside counts too
+            if checkpoint.exists():
                 self.resume_from(cfg.out_dir)
 
     def _wrap(self, model):
@@ -238,8 +243,10 @@ class Trainer:
         )
         window = []
         self._callbacks("on_train_begin")
-        with bar:
-            while not self._should_stop(target):
+        # Ctrl-C (a notebook's interrupt too) stops after the running step, with a checkpoint
+        self.interrupted = False
+        with bar, StepBoundaryInterrupt(enabled=self.world_size == 1) as ctrl_c:
+            while not self._should_stop(target) and not ctrl_c.interrupted:
                 logs = self._train_step()
                 self.state.elapsed = time.perf_counter() - clock
                 step = self.state.step
@@ -253,6 +260,12 @@ class Trainer:
                     window = []
                 self._periodic(step)
         self._record_window(window)
+        if ctrl_c.interrupted:
+            self.interrupted = True
+            saved = self.save_checkpoint() if self._saved_step != self.state.step else None
+            how = "Call fit() again to continue" + (" (or resume=True later)." if saved else ".")
+            print(interrupted_message(self.state.step, saved or self.last_checkpoint, how))
+            return self.history
         self._finish()
         return self.history
 
