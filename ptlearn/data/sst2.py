@@ -141,18 +141,17 @@ def leak_free_split(
 _CACHE: dict = {}  # (file stamps) -> (texts, labels, train rows, validation rows)
 
 
-def read_split(folder) -> tuple[list[str], list[int], list[int], list[int]]:
+def read_split(folder, read_tsv) -> tuple[list[str], list[int], list[int], list[int]]:
     """``(texts, labels, train rows, validation rows)`` of ``folder/train.tsv`` (with
-    ``folder/dev.tsv`` as the other evaluation set), computed once per process and file version."""
+    ``folder/dev.tsv`` as the other evaluation set), computed once per process and file version.
+    ``read_tsv(path) -> (texts, labels)`` reads a file (``ptlearn.data.text.read_sst2_tsv``)."""
     from pathlib import Path
-
-    from .text import read_sst2_tsv  # here, not at import: text.py imports this module
 
     train_path, dev_path = Path(folder) / "train.tsv", Path(folder) / "dev.tsv"
     key = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in (train_path, dev_path))
     if key not in _CACHE:
-        texts, labels = read_sst2_tsv(train_path)
-        dev_texts, _ = read_sst2_tsv(dev_path)
+        texts, labels = read_tsv(train_path)
+        dev_texts, _ = read_tsv(dev_path)
         _CACHE.clear()
         _CACHE[key] = (texts, labels, *leak_free_split(texts, dev_texts))
     return _CACHE[key]

@@ -192,7 +192,7 @@ def load_sst2(split: str = "train") -> LabeledTexts:
     if split == "test":
         texts, labels = read_sst2_tsv(folder / "dev.tsv")
         return LabeledTexts(texts, labels, list(SST2_CLASSES))
-    texts, labels, train_rows, validation_rows = read_split(folder)  # no leaks: see .sst2
+    texts, labels, train_rows, validation_rows = read_split(folder, read_sst2_tsv)  # no leak: .sst2
     keep = validation_rows if split == "validation" else train_rows
     return LabeledTexts([texts[i] for i in keep], [labels[i] for i in keep], list(SST2_CLASSES))
 
