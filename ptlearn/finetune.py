@@ -204,11 +204,13 @@ class LoRALinear(nn.Module):
         return y + self.scaling * (self.dropout(x) @ self.lora_A.T @ self.lora_B.T)  # + s B A x
 
     @torch.no_grad()
-    def merge(self) -> None:
-        """W <- W + (alpha / r) B A; the forward pass then skips the low-rank path."""
+    def merge(self) -> nn.Linear:
+        """W <- W + (alpha / r) B A; the forward pass then skips the low-rank path. Returns the
+        base ``nn.Linear``, which now holds the merged weight."""
         if not self.merged:
             self.base.weight += self.delta_weight()
             self.merged = True
+        return self.base
 
     @torch.no_grad()
     def unmerge(self) -> None:
@@ -245,9 +247,11 @@ def apply_lora(
     dropout: float = 0.0,
     targets: Iterable[str] = ("q_proj", "v_proj"),
     train: Iterable[str] = ("classifier",),
+    layer: Callable[..., nn.Module] | None = None,
 ) -> nn.Module:
     """Wrap every ``nn.Linear`` whose attribute name is in ``targets`` in a :class:`LoRALinear`
-    and freeze everything else except the modules named in ``train``.
+    (or in ``layer(linear, r, alpha)``, e.g. a learner's own LoRA class) and freeze everything
+    else except the modules named in ``train``.
 
     The default adapts the query and value projections of every :class:`MultiHeadAttention`, the
     paper's choice (section 7.1); ``"k_proj"``, ``"out_proj"``, ``"fc_in"``, ``"fc_out"`` (the FFN)
@@ -258,22 +262,20 @@ def apply_lora(
     n = replace_modules(
         model,
         lambda name, m: name in targets and isinstance(m, nn.Linear),
-        lambda m: LoRALinear(m, r, alpha, dropout),
+        lambda m: LoRALinear(m, r, alpha, dropout) if layer is None else layer(m, r, alpha),
     )
     if n == 0:
         raise ValueError(f"No nn.Linear named {sorted(targets)} in the model.")
     return model
 
 
-def merge_lora(model: nn.Module) -> nn.Module:
+def merge_lora(model: nn.Module, layer: type | None = None) -> nn.Module:
     """Fold every LoRA update into its weight and put the plain ``nn.Linear`` back: the model has
-    its original architecture and speed, with the fine-tuned weights ``W + (alpha / r) B A``."""
-
-    def merged_linear(lora: LoRALinear) -> nn.Linear:
-        lora.merge()
-        return lora.base
-
-    replace_modules(model, lambda name, m: isinstance(m, LoRALinear), merged_linear)
+    its original architecture and speed, with the fine-tuned weights ``W + (alpha / r) B A``.
+    ``layer``: the LoRA class to merge (default :class:`LoRALinear`); its ``merge()`` returns the
+    merged ``nn.Linear``."""
+    kind = layer or LoRALinear
+    replace_modules(model, lambda name, m: isinstance(m, kind), lambda lora: lora.merge())
     return model
 
 

@@ -231,3 +231,113 @@ def test_quantize_mistakes_are_named(kwargs, key):
 def test_quantize_wrong_scale_names_the_ratio():
     result = check_quantize_int8(lambda w: (quantize(w)[0], quantize(w)[1] * 2))
     assert "2 x max|w| / 127" in result.message
+
+
+# --- build it: LoRA on an attention projection, merged ---------------------------------------
+
+
+class MergeableLoRA(LoRA):
+    """The LoRA layer above plus merge(), with switches for the typical merge mistakes."""
+
+    def __init__(self, base, r, alpha, merge_mistake=None, **kwargs):
+        super().__init__(base, r, alpha, **kwargs)
+        self.merge_mistake = merge_mistake
+
+    @torch.no_grad()
+    def merge(self):
+        W, b, s = self.base.weight, self.base.bias, self.scaling
+        delta = self.lora_B @ self.lora_A  # [out, in]
+        new = {
+            None: W + s * delta,
+            "no_scaling": W + delta,
+            "inverted_scaling": W + (1 / s) * delta,
+            "transposed": W + s * (self.lora_A.T @ self.lora_B.T),
+            "no_base": s * delta,
+            "bias": W + s * delta,
+        }.get(self.merge_mistake, W + s * delta)
+        if self.merge_mistake == "side_effect":  # in place, while forward() still adds B A x
+            W += s * delta
+            return self.base
+        if self.merge_mistake == "not_linear":
+            return new
+        merged = nn.Linear(W.shape[1], W.shape[0], bias=self.merge_mistake != "bias")
+        merged.weight.copy_(new)
+        if self.merge_mistake != "bias":
+            merged.bias.copy_(b)
+        return merged
+
+
+def test_lora_attention_reference_and_ptlearn_pass():
+    from ptlearn.exercises.ch09 import check_lora_attention
+
+    assert check_lora_attention(MergeableLoRA).passed
+    assert check_lora_attention(LoRALinear).passed
+
+
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        (dict(merge_mistake="no_scaling"), "no_scaling"),
+        (dict(merge_mistake="inverted_scaling"), "inverted_scaling"),
+        (dict(merge_mistake="transposed"), "transposed"),
+        (dict(merge_mistake="no_base"), "no_base"),
+        (dict(merge_mistake="bias"), "bias"),
+        (dict(merge_mistake="side_effect"), "side_effect"),
+        (dict(merge_mistake="not_linear"), "not_linear"),
+    ],
+)
+def test_lora_merge_mistakes_are_named(kwargs, key):
+    from ptlearn.exercises.ch09 import MERGE_MISTAKES, check_lora_attention
+
+    def make(base, r, alpha):
+        return MergeableLoRA(base, r, alpha, **kwargs)
+
+    result = check_lora_attention(make)
+    assert not result.passed
+    assert (
+        result.message.split("{")[0].split("(")[0]
+        == MERGE_MISTAKES[key].split("{")[0].split("(")[0]
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        (dict(scale="1"), "no_scaling"),
+        (dict(scale="r/alpha"), "inverted_scaling"),
+        (dict(init_b="random"), "not_identity"),
+        (dict(freeze=False), "base_trainable"),
+    ],
+)
+def test_lora_attention_names_layer_mistakes(kwargs, key):
+    from ptlearn.exercises.ch09 import check_lora_attention
+
+    def make(base, r, alpha):
+        return MergeableLoRA(base, r, alpha, **kwargs)
+
+    result = check_lora_attention(make)
+    assert not result.passed
+    assert result.message.split("(")[0] == LORA_MISTAKES[key].split("(")[0]
+
+
+def test_lora_attention_without_merge():
+    from ptlearn.exercises.ch09 import MERGE_MISTAKES, check_lora_attention
+
+    result = check_lora_attention(LoRA)
+    assert not result.passed and result.message == MERGE_MISTAKES["no_merge"]
+
+
+def test_apply_and_merge_with_a_learner_layer():
+    from ptlearn.exercises.ch09 import tiny_classifier
+    from ptlearn.finetune import apply_lora, merge_lora
+
+    model = apply_lora(tiny_classifier(), r=2, alpha=4, layer=MergeableLoRA)
+    assert sum(isinstance(m, MergeableLoRA) for m in model.modules()) == 4  # q, v x 2 layers
+    for m in model.modules():
+        if isinstance(m, MergeableLoRA):
+            nn.init.normal_(m.lora_B)
+    x = torch.randint(0, 100, (2, 7))
+    before = model.eval()(x).logits
+    merged = merge_lora(model, layer=MergeableLoRA)
+    assert not any(isinstance(m, MergeableLoRA) for m in merged.modules())
+    torch.testing.assert_close(merged(x).logits, before, rtol=1e-4, atol=1e-5)

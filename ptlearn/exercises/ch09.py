@@ -76,6 +76,12 @@ def check_lora_linear(cls) -> str:
     initial output that differs from the base, A and B both zero, a missing, inverted or partial
     alpha / r scale, a forgotten base output, and a forward pass that edits W.
     """
+    return check_lora_layer(cls)
+
+
+def check_lora_layer(cls) -> str:
+    """The body of :func:`check_lora_linear` (raises :class:`Mistake`), shared with the build-it
+    checker :func:`check_lora_attention`."""
     from torch import nn
 
     m, g = LORA_MISTAKES, torch.Generator().manual_seed(9)
@@ -200,4 +206,129 @@ def check_bitfit(fn) -> str:
     return (
         f"exactly the {n_bias} bias vectors and the head's weight train: {n_trainable:,} of "
         f"{sum(p.numel() for p in params.values()):,} parameters."
+    )
+
+
+# --- build it: a LoRA-wrapped attention projection, merged back into the weights ------------------
+
+MERGE_MISTAKES = {
+    "no_merge": "your class has no merge() method: add `def merge(self) -> nn.Linear` that returns "
+    "a plain nn.Linear holding W + (alpha / r) B A and the base's bias.",
+    "not_linear": "merge() should return a plain nn.Linear (got {got}): after merging, the model "
+    "has its original architecture again.",
+    "shape": "the merged weight has shape {got}, expected [out_features, in_features] = {want}: "
+    "B A is [out, r] @ [r, in] = [out, in].",
+    "no_scaling": "the merged weight is W + B A: scale the update by alpha / r, as in forward().",
+    "inverted_scaling": "the merged weight uses r / alpha; LoRA merges W + (alpha / r) B A.",
+    "transposed": "the merged weight adds (B A)^T: nn.Linear stores W as [out, in] and computes "
+    "x W^T, so the update to add is B @ A ([out, r] @ [r, in]), not A^T @ B^T.",
+    "no_base": "the merged weight is only the update (alpha / r) B A: add it to the frozen W.",
+    "bias": "the merged layer's bias differs from the base layer's: LoRA leaves b unchanged, so "
+    "copy it (or create the nn.Linear with bias and copy base.bias).",
+    "weight": "the merged weight is not W + (alpha / r) B A.",
+    "side_effect": "after merge() your LoRA layer itself computes something else: merging must "
+    "not change it (e.g. you added B A to the base weight in place and forward() still adds "
+    "the update on top: the update now counts twice).",
+    "attention": "the attention layer with your merged projection gives different outputs than "
+    "with your LoRA layer ({diff:.1e} apart): merged and unmerged must agree.",
+}
+
+
+def tiny_attention(d_model: int = 16, n_heads: int = 2):
+    """A ptlearn MultiHeadAttention with fixed random weights, in eval mode."""
+    from ..attention import MultiHeadAttention
+
+    torch.manual_seed(3)
+    return MultiHeadAttention(d_model, n_heads).eval()
+
+
+@exercise("LoRA on an attention projection, merged")
+def check_lora_attention(cls) -> str:
+    """Check ``cls(base, r, alpha)`` wrapped around the query projection of a ptlearn
+    :class:`~ptlearn.attention.MultiHeadAttention` against :class:`ptlearn.finetune.LoRALinear`
+    with copied weights, then its ``merge()`` (a plain ``nn.Linear`` with ``W + (alpha / r) B A``).
+
+    First runs :func:`check_lora_layer` (the layer on its own: frozen base, A random, B zero,
+    alpha / r, gradients). Then: the learner's A and B are copied into a ptlearn ``LoRALinear``
+    (with B set to random values, as if trained) and both wrap ``q_proj`` of the same attention
+    layer: outputs and gradients must agree, and only A and B may receive gradients. Finally
+    ``merge()`` must return an ``nn.Linear`` whose weight and bias are the merged ones, that gives
+    the attention layer the same outputs, and that leaves the LoRA layer itself unchanged.
+    Recognises the mistakes in ``LORA_MISTAKES`` and ``MERGE_MISTAKES``.
+    """
+    import copy
+
+    from torch import nn
+
+    from ..finetune import LoRALinear
+
+    check_lora_layer(cls)
+    m, g = MERGE_MISTAKES, torch.Generator().manual_seed(11)
+    d, r, alpha = 16, 4, 8.0
+    attn = tiny_attention(d)
+    base = attn.q_proj
+    W, b = base.weight.detach().clone(), base.bias.detach().clone()
+    inputs = f"base=attention.q_proj (nn.Linear({d}, {d})), r={r}, alpha={alpha}"
+    torch.manual_seed(0)
+    mine = call(cls, base, r=r, alpha=alpha, inputs=inputs)
+    A, B = lora_parts(mine, r, d, d)
+    with torch.no_grad():
+        B.copy_(torch.randn(d, r, generator=g))  # as if trained
+    reference = LoRALinear(copy.deepcopy(base), r=r, alpha=alpha)
+    with torch.no_grad():
+        reference.lora_A.copy_(A.detach())
+        reference.lora_B.copy_(B.detach())
+    x = torch.randn(2, 5, d, generator=g)  # [B, T, C]
+    mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])[:, None, None, :]  # padding
+    ref_attn = copy.deepcopy(attn)
+    ref_attn.q_proj = reference
+    attn.q_proj = mine
+    want = ref_attn(x, mask=mask)[0]
+    got = expect_tensor(call(lambda: attn(x, mask=mask)[0], inputs=describe(x=x)), "the output")
+    if not close(got, want):
+        raise Mistake(
+            "inside the attention layer, your LoRA projection gives other outputs than ptlearn's "
+            f"LoRALinear with the same A and B ({(got - want).abs().max():.1e} apart)."
+        )
+    got.pow(2).sum().backward()
+    want.pow(2).sum().backward()
+    for name, p, q in (("lora_A", A, reference.lora_A), ("lora_B", B, reference.lora_B)):
+        if p.grad is None or not close(p.grad, q.grad):
+            raise Mistake(
+                f"the gradient of {name} through the attention layer differs from ptlearn's."
+            )
+    if base.weight.grad is not None or (base.bias is not None and base.bias.grad is not None):
+        raise Mistake(LORA_MISTAKES["base_trainable"].format(names="base.weight, base.bias"))
+    merge = getattr(mine, "merge", None)
+    if not callable(merge):
+        raise Mistake(m["no_merge"])
+    with torch.no_grad():
+        before = mine(x).clone()
+        merged = call(merge, inputs="no arguments")
+        if not isinstance(merged, nn.Linear):
+            raise Mistake(m["not_linear"].format(got=type(merged).__name__))
+        Wm = merged.weight.detach()
+        if tuple(Wm.shape) != (d, d) and tuple(Wm.shape) != tuple(W.shape):
+            raise Mistake(m["shape"].format(got=list(Wm.shape), want=[d, d]))
+        delta = B.detach() @ A.detach()  # [out, in]
+        variants = {
+            m["no_scaling"]: W + delta,
+            m["inverted_scaling"]: W + r / alpha * delta,
+            m["transposed"]: W + alpha / r * delta.T,
+            m["no_base"]: alpha / r * delta,
+        }
+        if not close(Wm, W + alpha / r * delta):
+            raise Mistake(diagnose(Wm, variants) or m["weight"])
+        if merged.bias is None or not close(merged.bias.detach(), b):
+            raise Mistake(m["bias"])
+        if not close(mine(x), before):
+            raise Mistake(m["side_effect"])
+        unmerged_out = attn(x, mask=mask)[0]
+        attn.q_proj = merged
+        merged_out = attn(x, mask=mask)[0]
+        if not close(merged_out, unmerged_out):
+            raise Mistake(m["attention"].format(diff=(merged_out - unmerged_out).abs().max()))
+    return (
+        "your LoRA projection matches ptlearn's inside an attention layer (outputs and "
+        "gradients, only A and B train), and merge() folds (alpha / r) B A into W exactly."
     )
