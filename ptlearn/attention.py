@@ -34,13 +34,13 @@ def scaled_dot_product_attention(
 ) -> tuple[Tensor, Tensor]:
     """softmax(q k^T / sqrt(d_k)) v, step by step. Returns ``(output, weights)``.
 
-    q: ``[B, H, Tq, d_k]``, k: ``[B, H, Tk, d_k]``, v: ``[B, H, Tk, d_v]``, mask: bool, broadcastable
-    to ``[B, H, Tq, Tk]`` (True = attend). A query whose keys are all masked gets zero weights and a
-    zero output instead of NaN.
+    q: ``[B, H, Tq, d_head]``, k: ``[B, H, Tk, d_head]``, v: ``[B, H, Tk, d_v]``; mask: bool,
+    broadcastable to ``[B, H, Tq, Tk]`` (True = attend). A query whose keys are all masked gets zero
+    weights and a zero output instead of NaN.
     """
-    d_k = q.size(-1)
+    d_head = q.size(-1)  # the paper's d_k
     scores = q @ k.transpose(-2, -1)  # [B, H, Tq, Tk]  similarity of every query with every key
-    scores = scores / math.sqrt(d_k)  # scale: keep the softmax out of saturation
+    scores = scores / math.sqrt(d_head)  # scale: keep the softmax out of saturation
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))  # masked keys get exactly zero weight
     weights = torch.softmax(scores, dim=-1)  # [B, H, Tq, Tk]  each row sums to 1

@@ -331,17 +331,18 @@ def restore_ids(mask: Tensor) -> Tensor:
 
 
 def patchify(images: Tensor, patch_size: int) -> Tensor:
-    """``[B, C_in, H, W]`` -> ``[B, N, P * P * C_in]``: one row per patch in raster order, its
-    pixels row by row with the channels last (MAE's layout)."""
-    B, C, H, W = images.shape
+    """``[B, C_in, H_img, W_img]`` -> ``[B, N, P * P * C_in]``: one row per patch in raster order,
+    its pixels row by row with the channels last (MAE's layout)."""
+    B, C_in, H_img, W_img = images.shape
     P = patch_size
-    x = images.reshape(B, C, H // P, P, W // P, P)  # [B, C_in, h, P, w, P]
+    h, w = H_img // P, W_img // P  # patches per column and per row
+    x = images.reshape(B, C_in, h, P, w, P)  # [B, C_in, h, P, w, P]
     x = x.permute(0, 2, 4, 3, 5, 1)  # [B, h, w, P, P, C_in]
-    return x.reshape(B, (H // P) * (W // P), P * P * C)
+    return x.reshape(B, h * w, P * P * C_in)  # [B, N, P * P * C_in]
 
 
 def unpatchify(patches: Tensor, patch_size: int, n_channels: int) -> Tensor:
-    """The inverse of :func:`patchify`: ``[B, N, P * P * C_in]`` -> ``[B, C_in, H, W]``."""
+    """The inverse of :func:`patchify`: ``[B, N, P * P * C_in]`` -> ``[B, C_in, H_img, W_img]``."""
     B, N, _ = patches.shape
     P, h = patch_size, int(N**0.5)
     x = patches.reshape(B, h, h, P, P, n_channels)  # [B, h, w, P, P, C_in]

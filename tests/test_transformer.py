@@ -63,5 +63,5 @@ def test_encoder_decoder_learns_reversal_with_antidiagonal_cross_attention():
     print(f"reversal: accuracy {accuracy:.4f}, {seconds:.1f} s, mirror mass {mirror_mass:.3f}")
     assert accuracy >= 0.99
     assert mirror_mass >= 0.8
-    # The wall time (printed above; benchmarks/reversal.py records it) is not asserted: a timed
-    # unit test fails on a busy machine. On an idle 2-core CPU these 800 steps take ~10 s.
+    # The wall time is printed, not asserted: a timed unit test fails on a busy machine. On an
+    # idle 2-core CPU these 800 steps take ~10 s (this test is in the "slow" lane).

@@ -4,10 +4,11 @@ Lan et al., "ALBERT: A Lite BERT for Self-supervised Learning of Language Repres
 https://arxiv.org/abs/1909.11942, section 3.1. Everything else is BERT (:mod:`ptlearn.models.bert`):
 the same post-norm encoder blocks, the same attention, the same MLM objective. The changes are:
 
-1. **Factorized embedding parameterization.** BERT's token embedding is ``vocab x H``: with
-   V = 30,000 and H = 768 that is 23M parameters, and it grows with every widening of the model.
-   ALBERT embeds tokens in a small space E (128) and projects up: ``vocab x E + E x H``, i.e.
-   O(V E + E H) instead of O(V H) -- 3.9M + 0.1M at ALBERT-base sizes. Token, position and
+1. **Factorized embedding parameterization.** BERT's token embedding is ``vocab x C`` (the
+   paper's H, the hidden width; here H always counts heads): with V = 30,000 and C = 768 that is
+   23M parameters, and it grows with every widening of the model. ALBERT embeds tokens in a small
+   space E (128) and projects up: ``vocab x E + E x C``, i.e. O(V E + E C) instead of O(V C) --
+   3.9M + 0.1M at ALBERT-base sizes. Token, position and
    segment embeddings, their LayerNorm and the MLM decoder all live at width E.
 2. **Cross-layer parameter sharing.** All layers can share one set of weights
    (``share="all"``, ALBERT's default): the 12-layer encoder then has the parameters of one
@@ -95,7 +96,7 @@ def albert_blocks(c: AlbertConfig) -> list[TransformerBlock]:
 
 
 class AlbertModel(HFConvertible, nn.Module):
-    """Embeddings at width E -> Linear E -> H -> post-norm encoder with shared layers -> pooler."""
+    """Embeddings at width E -> Linear E -> C -> post-norm encoder with shared layers -> pooler."""
 
     config_class = AlbertConfig
     hf_converter = ALBERT_MODEL
@@ -107,7 +108,7 @@ class AlbertModel(HFConvertible, nn.Module):
             c.vocab_size, c.d_embed, c.max_len, c.type_vocab_size,
             layer_norm=True, norm_eps=c.norm_eps, dropout=c.dropout,
         )  # fmt: skip
-        self.project = nn.Linear(c.d_embed, c.d_model)  # the factorization's E x H matrix
+        self.project = nn.Linear(c.d_embed, c.d_model)  # the factorization's E x C matrix
         self.encoder = Encoder(albert_blocks(c))
         self.pooler = Pooler(c.d_model)
         self.apply(init_weights)

@@ -2,7 +2,7 @@
 by reconstructing hidden patches.
 
 Dosovitskiy et al., "An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale"
-(2020), https://arxiv.org/abs/2010.11929. Cut the image into N = (H / P)^2 square patches, flatten
+(2020), https://arxiv.org/abs/2010.11929. Cut the image into N = (H_img / P)^2 square patches, flatten
 each into P * P * C_in numbers, project them to width C with one shared linear map E, prepend a
 learned [CLS] token and add learned positions (eq. 1):
 
@@ -130,8 +130,8 @@ class PatchEmbeddings(nn.Module):
         nn.init.normal_(self.position, std=0.02)
 
     def forward(self, pixel_values: Tensor, keep_idx: Tensor | None = None) -> Tensor:
-        """``[B, C_in, H, W]`` -> ``[B, 1 + N, C]`` (``[B, 1 + N_keep, C]`` with ``keep_idx``)."""
-        x = self.proj(pixel_values)  # [B, C, H/P, W/P]  one vector per patch
+        """``[B, C_in, H_img, W_img]`` -> ``[B, 1 + N, C]`` (``[B, 1 + N_keep, C]`` with ``keep_idx``)."""
+        x = self.proj(pixel_values)  # [B, C, H_img/P, W_img/P]  one vector per patch
         x = x.flatten(2).transpose(1, 2)  # [B, N, C]  patches in raster order
         x = x + self.position[:, 1:]  # each patch gets its position before any is dropped
         if keep_idx is not None:  # MAE: only the visible patches go on
@@ -162,7 +162,7 @@ class ViTModel(HFConvertible, nn.Module):
         output_hidden_states: bool = False,
         keep_idx: Tensor | None = None,
     ) -> ModelOutput:
-        """pixel_values ``[B, C_in, H, W]`` floats; keep_idx ``[B, N_keep]``: encode only these
+        """pixel_values ``[B, C_in, H_img, W_img]`` floats; keep_idx ``[B, N_keep]``: encode only these
         patches (MAE)."""
         check_pixel_values(pixel_values, self.config)
         x = self.embeddings(pixel_values, keep_idx)  # [B, 1 + N, C]
@@ -250,7 +250,7 @@ class ViTMAE(nn.Module):
         output_hidden_states: bool = False,
         generator: torch.Generator | None = None,
     ) -> MAEOutput:
-        """pixel_values ``[B, C_in, H, W]``. ``labels`` are ignored (the targets are the pixels);
+        """pixel_values ``[B, C_in, H_img, W_img]``. ``labels`` are ignored (the targets are the pixels);
         the argument exists so that a labelled image batch can be passed as is. ``generator``
         fixes the random mask."""
         check_pixel_values(pixel_values, self.config)
