@@ -17,6 +17,10 @@ of the modules named in ``train`` (the task head), and returns the model, so
 ``trainable_summary(apply_lora(model))`` tells the budget. The wrappers compose with the core
 modules instead of editing them: LoRA replaces ``nn.Linear`` children, adapters and prefixes wrap a
 block's ``attn``/``ffn``.
+
+Why one file of ~440 lines: the five methods share the freezing rules, ``trainable_summary`` and
+the classification head, and chapter 09 compares them side by side; each method is a short
+section (a wrapper class and its ``apply_*``), so splitting would scatter one comparison.
 """
 
 from __future__ import annotations
