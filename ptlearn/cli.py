@@ -9,6 +9,8 @@
     ptlearn train gpt --nproc 2                         # the same run on 2 processes (DDP)
     ptlearn bench throughput                            # ptlearn vs HF transformers
     ptlearn course                                      # copy the notebooks, start JupyterLab
+    ptlearn course --student handout/                   # the notebooks without their solutions
+    ptlearn grade submissions/                          # run the exercise checkers, per learner
     ptlearn site                                        # the course as a website, in site/
 
 ``train`` and ``finetune`` show a progress bar (stderr), write checkpoints into ``--out``
@@ -373,6 +375,8 @@ def copy_course(source: Path, target: Path) -> dict[str, list[str]]:
 
 
 def cmd_course(args, argv) -> int:
+    if args.student:
+        return write_student_course(course_dir(), Path(args.student))
     target = Path(args.dir)
     outcome = copy_course(course_dir(), target)
     _say(f"{len(outcome['copied'])} notebook(s) copied into {target}")
@@ -388,6 +392,36 @@ def cmd_course(args, argv) -> int:
         return subprocess.call(cmd)
     except FileNotFoundError as err:
         raise CLIError("JupyterLab is not installed: pip install jupyterlab") from err
+
+
+def write_student_course(source: Path, target: Path) -> int:
+    """The course for learners to be handed: every notebook without its collapsed Solution and
+    Answer blocks (hints stay) and without outputs (:func:`ptlearn.grade.student_notebook`)."""
+    from .checkpoint import atomic_write_bytes
+    from .grade import student_notebook
+
+    if target.exists() and not target.is_dir():
+        raise CLIError(f"{target} is a file, not a folder: choose a folder for the course.")
+    target.mkdir(parents=True, exist_ok=True)
+    notebooks = sorted(source.glob("*.ipynb"))
+    for notebook in notebooks:
+        nb = student_notebook(json.loads(notebook.read_text(encoding="utf-8")))
+        text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+        atomic_write_bytes(target / notebook.name, text.encode("utf-8"), fsync=False)
+    _say(f"{len(notebooks)} notebook(s) without solutions written into {target}")
+    return 0
+
+
+def cmd_grade(args, argv) -> int:
+    from .grade import grade, summary, write_csv
+
+    rows = grade(args.paths, timeout=args.timeout, echo=_say)
+    if not rows:
+        raise CLIError(f"No exercises found in {', '.join(args.paths)}.")
+    write_csv(rows, args.csv)
+    print(summary(rows))
+    _say(f"{len(rows)} exercise verdict(s) written to {args.csv}")
+    return 0
 
 
 # --- the parser ---------------------------------------------------------------------------------
@@ -458,7 +492,17 @@ def build_parser() -> argparse.ArgumentParser:
     course = sub.add_parser("course", help="copy the course notebooks and start JupyterLab")
     course.add_argument("dir", nargs="?", default="ptlearn-course")
     course.add_argument("--no-launch", action="store_true", help="copy only; do not start Jupyter")
+    course.add_argument(
+        "--student", metavar="DIR", help="write the notebooks without their solutions into DIR"
+    )
     course.set_defaults(func=cmd_course)
+    grade_p = sub.add_parser("grade", help="run the exercise checkers on learners' notebooks")
+    grade_p.add_argument("paths", nargs="+", help="notebooks, or folders of them (one per learner)")
+    grade_p.add_argument("--csv", default="grades.csv", help="the table to write")
+    grade_p.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds per exercise (default 120)"
+    )
+    grade_p.set_defaults(func=cmd_grade)
     from .site import add_parser as add_site_parser  # `ptlearn site`: the course as a website
 
     add_site_parser(sub)

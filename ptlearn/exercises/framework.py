@@ -59,7 +59,8 @@ def call(fn, *args, inputs: str, **kwargs):
         return fn(*args, **kwargs)
     except NotImplementedError:
         raise Mistake(
-            f"{getattr(fn, '__name__', 'your function')} is not implemented yet: replace "
+            f"{getattr(fn, '__name__', None) or type(fn).__name__ + '.forward'} is not "
+            "implemented yet: replace "
             "`raise NotImplementedError` with your code and run this cell again."
         ) from None
     except Exception as error:  # any crash in learner code becomes a readable verdict
