@@ -73,6 +73,13 @@ MARKDOWN_PAGES = {
     "benchmarks/results/objectives_study.md": "objectives-study.html",
     "benchmarks/PARITY.md": "parity.html",
 }
+# an output that loads a script or style from elsewhere (bertviz: require.js, d3, jQuery) is left out
+EXTERNAL_IN_HTML = re.compile(r"""<(script|link)\b[^>]*\b(src|href)=["']?(https?:)?//""", re.I)
+EXTERNAL_IN_JS = re.compile(r"""["'](https?:)?//[^"'\s]+["']""")
+CDN_NOTE = (
+    "(This view loads its scripts from a CDN, so the website leaves it out: run the notebook to "
+    "see it. The chapter's interactive attention view needs no network.)"
+)
 IMAGE_SUFFIXES = {".png", ".svg", ".jpg", ".jpeg", ".gif", ".webp"}
 
 
@@ -222,18 +229,24 @@ def prepare_notebook(nb, name: str) -> tuple[int, list[int]]:
             data = output.get("data")
             if not data:
                 continue
+            if EXTERNAL_IN_HTML.search(_text(data.get("text/html", ""))) or EXTERNAL_IN_JS.search(
+                _text(data.get("application/javascript", ""))
+            ):  # e.g. bertviz's views: require.js and d3 from a CDN, blank offline
+                for kind in ("text/html", "application/javascript"):
+                    data.pop(kind, None)
+                data["text/plain"] = CDN_NOTE
             if WIDGET_VIEW in data:
                 del data[WIDGET_VIEW]
                 if not any(k.startswith("image/") for k in data):
                     data["text/plain"] = "(an interactive widget: run the notebook to use it)"
             if any(k.startswith("image/") for k in data):
                 images += 1
-            page = data.get("text/html", "")
-            page = "".join(page) if isinstance(page, list) else page
+            page = _text(data.get("text/html", ""))
             if "ptlearn-attention-embed" in page:
                 views.append(len(page.encode("utf-8")))
         source = cell.source
-        if "plt.show()" in source and not images and cell.get("execution_count") is not None:
+        shows = re.search(r"^plt\.show\(\)", source, re.M)  # at top level: it always ran
+        if shows and not images and cell.get("execution_count") is not None:
             problems.append(
                 f"cell {index} calls plt.show() but has no figure (was the kernel run with a "
                 f"headless MPLBACKEND such as Agg? ptlearn.site sets {KERNEL_ENV})"
@@ -246,6 +259,10 @@ def prepare_notebook(nb, name: str) -> tuple[int, list[int]]:
             f"{name}: the executed copy is not fit for the site:\n  " + "\n  ".join(problems[:8])
         )
     return figures, views
+
+
+def _text(value) -> str:
+    return "".join(value) if isinstance(value, list) else str(value)
 
 
 # --- links and images ----------------------------------------------------------------------------
