@@ -249,6 +249,11 @@ def check_transformer_block(cls) -> str:
     )
 
 
+def reference_decoder_mask(attention_mask: Tensor) -> Tensor:
+    """ptlearn's answer to the decoder-mask exercise: key padding AND causal, ``[B, 1, T, T]``."""
+    return padding_mask(attention_mask) & causal_mask(attention_mask.size(1))
+
+
 DECODER_MASK_MISTAKES = {
     "causal_only": "padding is ignored: the mask is only causal, so queries still attend to "
     "padded keys. Combine it with the padding mask: causal AND padding.",
