@@ -602,6 +602,11 @@ def bert_with_your_modules(model, embeddings_class=None, head_class=None):
     replaces ``model.bert.embeddings`` and ``head_class(d_model, embedding, norm_eps)`` replaces
     ``model.mlm``, tied to the (new) token embedding. Each starts from the weights the model had,
     so training follows the same run. ``None`` keeps ptlearn's module."""
+    with torch.random.fork_rng(devices=[]):  # building modules must not move the seed
+        return _bert_with(model, embeddings_class, head_class)
+
+
+def _bert_with(model, embeddings_class, head_class):
     c, bert = model.config, model.bert
     if embeddings_class is not None:
         new = embeddings_class(

@@ -353,6 +353,11 @@ def albert_with_your_modules(model, embeddings_class=None, encoder_class=None):
     dropout, norm_eps)`` replaces the embeddings and the E -> H projection (the MLM head stays tied
     to its token table); ``encoder_class(config)`` replaces the encoder. Each starts from the
     weights the model had, so training follows the same run. ``None`` keeps ptlearn's module."""
+    with torch.random.fork_rng(devices=[]):  # building modules must not move the seed
+        return _albert_with(model, embeddings_class, encoder_class)
+
+
+def _albert_with(model, embeddings_class, encoder_class):
     from .ch05 import load_same_names
 
     c, albert = model.config, model.albert
