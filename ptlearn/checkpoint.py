@@ -454,16 +454,40 @@ def load_checkpoint(
     """Read a checkpoint directory (or an out_dir holding ``checkpoint/``).
 
     Returns ``{"meta": dict, "trainer_state": dict | None}``; with ``model`` the weights are loaded
-    into it, without one the dict also holds ``"state_dict"``.
+    into it, without one the dict also holds ``"state_dict"``. Reading a live run's folder is
+    safe: when a new checkpoint is swapped in while the files are read, they are read again, so
+    meta, weights and state always come from one checkpoint.
     """
-    path = resolve_checkpoint_dir(path)
-    result = {"meta": read_meta(path)}
-    if model is not None:
-        load_model_weights(model, path)
-    else:
-        result["state_dict"] = _read_weights(path / WEIGHTS_FILE)
-    result["trainer_state"] = _read_trainer_state(path / STATE_FILE, map_location)
-    return result
+    source = path
+    for attempt in range(READ_ATTEMPTS):
+        path = resolve_checkpoint_dir(source)
+        before = _identity(path)
+        try:
+            result = {"meta": read_meta(path)}
+            if model is not None:
+                load_model_weights(model, path)
+            else:
+                result["state_dict"] = _read_weights(path / WEIGHTS_FILE)
+            result["trainer_state"] = _read_trainer_state(path / STATE_FILE, map_location)
+        except (OSError, ValueError):
+            if attempt + 1 == READ_ATTEMPTS or _identity(path) == before:
+                raise  # really missing or damaged, not swapped while reading
+            continue
+        if _identity(path) == before:  # no new checkpoint was swapped in while reading
+            return result
+    raise RuntimeError(f"{source} kept changing while it was read; try again.")
+
+
+READ_ATTEMPTS = 20
+
+
+def _identity(path: Path):
+    """Which directory ``path`` is now: a swap puts another one (another inode) there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 # --- stopping cleanly on Ctrl-C ------------------------------------------------------------

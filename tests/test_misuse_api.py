@@ -436,3 +436,34 @@ def test_the_trainer_recovers_a_checkpoint_left_aside_by_a_crash(tmp_path):
     trainer.fit(steps=4)
     os.replace(tmp_path / "checkpoint", tmp_path / "checkpoint.old-89abcdef")
     assert _trainer(tmp_path, resume=True).state.step == 4  # used to start again from 0
+
+
+def test_a_reader_of_a_live_folder_always_gets_one_consistent_checkpoint(tmp_path):
+    """A notebook reads the run folder while `ptlearn train` keeps saving into it: meta.json,
+    the weights and the trainer state of every read belong to the same checkpoint."""
+    import threading
+
+    model, stop, seen, errors = Wide(50_000), threading.Event(), [], []
+
+    def write():
+        for step in range(1, 60):
+            with torch.no_grad():
+                model.weight.fill_(step)
+            save_checkpoint(tmp_path / "checkpoint", model, {"step": step})
+        stop.set()
+
+    save_checkpoint(tmp_path / "checkpoint", model, {"step": 0})
+    writer = threading.Thread(target=write)
+    writer.start()
+    while not stop.is_set():
+        try:
+            got = load_checkpoint(tmp_path)
+        except Exception as err:  # noqa: BLE001  (any failure is the test's finding)
+            errors.append(repr(err))
+            continue
+        step = got["meta"]["step"]
+        seen.append(step)
+        assert got["trainer_state"]["step"] == step
+        assert torch.all(got["state_dict"]["weight"] == step), step
+    writer.join()
+    assert not errors and len(seen) > 1
