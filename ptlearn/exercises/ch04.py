@@ -527,6 +527,27 @@ def _with_cache_no_offset(ref: GPT, ids: Tensor, x_last: Tensor) -> Tensor:
     return ref.lm_head(ref.decoder.final_norm(h))
 
 
+@torch.no_grad()
+def reference_generate(model, input_ids: Tensor, max_new_tokens: int) -> Tensor:
+    """ptlearn's answer to the KV-cache exercise: greedy decoding that feeds the prompt once, then
+    one token per step, with one :class:`~ptlearn.attention.KVCache` per block."""
+    caches = [KVCache() for _ in model.blocks]
+    ids, step = input_ids, input_ids
+    for _ in range(max_new_tokens):
+        next_id = model(step, caches=caches)[:, -1].argmax(dim=-1, keepdim=True)  # [B, 1]
+        ids, step = torch.cat([ids, next_id], dim=1), next_id
+    return ids
+
+
+@torch.no_grad()
+def generate_without_cache(model, input_ids: Tensor, max_new_tokens: int) -> Tensor:
+    """Greedy decoding that runs the whole prefix at every step (the baseline the cache beats)."""
+    ids = input_ids
+    for _ in range(max_new_tokens):
+        ids = torch.cat([ids, model(ids)[:, -1].argmax(dim=-1, keepdim=True)], dim=1)
+    return ids
+
+
 def time_generation(generate, model, input_ids, max_new_tokens, repeats: int = 2) -> float:
     """The fastest of ``repeats`` runs of ``generate(model, input_ids, max_new_tokens)``, in
     seconds (the fastest is the least disturbed by other work on the machine)."""
