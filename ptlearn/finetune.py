@@ -29,12 +29,11 @@ import math
 from collections.abc import Callable, Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .attention import MultiHeadAttention
 from .layers import TransformerBlock
-from .outputs import ModelOutput
+from .outputs import ModelOutput, classification_output
 
 Tensor = torch.Tensor
 
@@ -159,14 +158,12 @@ class SequenceClassifier(nn.Module):
         )
         pooled = pool(out.last_hidden_state, attention_mask, self.pooling)  # [B, C]
         logits = self.classifier(pooled)  # [B, n_classes]
-        loss = None if labels is None else F.cross_entropy(logits, labels)
-        return ModelOutput(
-            loss=loss,
-            logits=logits,
+        kept = ModelOutput(
             last_hidden_state=out.last_hidden_state,
             hidden_states=out.hidden_states,
             attentions=out.attentions,
         )
+        return classification_output(kept, logits, labels)  # labels checked, then cross-entropy
 
 
 # --- LoRA -----------------------------------------------------------------------------------------

@@ -73,11 +73,14 @@ class Seq2SeqOutput:
         return getattr(self, key)
 
 
-def classification_output(out: ModelOutput, logits: Tensor, labels: Tensor | None) -> ModelOutput:
-    """Attach sentence-level ``logits [B, n_classes]`` (and their cross-entropy) to an encoder output."""
+def classification_output(
+    out: ModelOutput, logits: Tensor, labels: Tensor | None, item: str = "sequence"
+) -> ModelOutput:
+    """Attach per-``item`` (sequence, image) ``logits [B, n_classes]`` and, given ``labels [B]``,
+    their cross-entropy to an encoder output; labels are checked first."""
     loss = None
     if labels is not None:
-        check_same_shape(labels, logits[:, 0], "labels", "the batch (one label per sequence)")
+        check_same_shape(labels, logits[:, 0], "labels", f"the batch (one label per {item})")
         check_index_range(labels, logits.size(-1), "labels")
         loss = F.cross_entropy(logits, labels)
     return replace(out, loss=loss, logits=logits)

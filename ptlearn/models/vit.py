@@ -30,7 +30,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import BaseConfig, check_positive_int
@@ -38,9 +37,9 @@ from ..hf import HFConvertible
 from ..hf.vit import VIT_FOR_IMAGE_CLASSIFICATION, VIT_MODEL
 from ..layers import TransformerBlock, blocks
 from ..objectives import patchify, random_patch_mask, restore_ids, unpatchify
-from ..outputs import ModelOutput
+from ..outputs import ModelOutput, classification_output
 from ..transformer import Encoder
-from ..validation import check_finite, check_index_range, check_same_shape
+from ..validation import check_finite
 
 Tensor = torch.Tensor
 
@@ -194,12 +193,7 @@ class ViTForImageClassification(HFConvertible, nn.Module):
     ) -> ModelOutput:
         out = self.vit(pixel_values, output_attentions, output_hidden_states)
         logits = self.classifier(out.last_hidden_state[:, 0])  # [B, n_classes]  from [CLS]
-        loss = None
-        if labels is not None:
-            check_same_shape(labels, logits[:, 0], "labels", "the batch (one label per image)")
-            check_index_range(labels, self.config.n_classes, "labels")
-            loss = F.cross_entropy(logits, labels)
-        return replace(out, loss=loss, logits=logits)
+        return classification_output(out, logits, labels, item="image")
 
     @classmethod
     def from_mae(cls, mae: ViTMAE, n_classes: int | None = None) -> ViTForImageClassification:
