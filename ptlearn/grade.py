@@ -179,6 +179,8 @@ def find_exercises(nb: dict, with_solutions: bool = False) -> list[Exercise]:
             call_source = ast.get_source_segment(source, call)
             program, problem = build_program(statements, call, call_source, broken, solutions)
             exercises.append(Exercise(checker, index, program, problem))
+            # a later exercise may build on this one's verdict (use_learner(result, ...))
+            statements.append((index, node, ast.get_source_segment(source, node)))
     return exercises
 
 
