@@ -43,6 +43,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_dumps
 
+from .validation import state_dict_mismatch
+
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 STATE_FILE = "trainer_state.pt"
@@ -216,20 +218,10 @@ def _read_weights(file: Path) -> dict[str, torch.Tensor]:
 
 def _check_shapes(model: torch.nn.Module, state: dict[str, torch.Tensor], file: Path) -> None:
     """Raise a ValueError listing every missing, unexpected or mis-shaped key."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = [
-        f"  {k}: model expects {tuple(expected[k].shape)}, file has {tuple(state[k].shape)}"
-        for k in expected
-        if k in state and expected[k].shape != state[k].shape
-    ]
-    if not (missing or unexpected or mismatched):
+    problems = state_dict_mismatch(model.state_dict(), state)  # the diff HF loading uses too
+    if not problems:
         return
-    lines = [f"The weights in {file} do not fit {type(model).__name__}:"]
-    lines += ["shape mismatches:", *mismatched] if mismatched else []
-    lines += [f"missing keys: {missing}"] if missing else []
-    lines += [f"unexpected keys: {unexpected}"] if unexpected else []
+    lines = [f"The weights in {file} do not fit {type(model).__name__}:", *problems]
     lines.append("Build the model with the config stored in meta.json (model_config).")
     raise ValueError("\n".join(lines))
 
