@@ -80,7 +80,9 @@ def real_weights_dir(name: str = MINILM, *, hub: bool = True) -> RealWeights:
         tried.append(f"package {_PACKAGES[name].replace('_', '-')}: not installed")
     for candidate in _local_candidates(name):
         if _is_checkpoint(candidate):
-            return RealWeights(candidate, "local", f"{name}, real pretrained weights from {candidate}")
+            return RealWeights(
+                candidate, "local", f"{name}, real pretrained weights from {candidate}"
+            )
         tried.append(f"{candidate}: no config.json + *.safetensors there")
     if not _local_candidates(name):
         tried.append("local folder: PTLEARN_WEIGHTS_DIR and PTLEARN_DATA_DIR are not set")
@@ -93,7 +95,9 @@ def real_weights_dir(name: str = MINILM, *, hub: bool = True) -> RealWeights:
         except ValueError as err:
             tried.append(f"HF hub {repo}: {str(err).splitlines()[0][:160]}")
         else:
-            return RealWeights(path, "hub", f"{name}, real pretrained weights from the HF hub ({repo})")
+            return RealWeights(
+                path, "hub", f"{name}, real pretrained weights from the HF hub ({repo})"
+            )
     else:
         tried.append("HF hub: not tried (hub=False)")
     raise WeightsNotFoundError(

@@ -58,8 +58,18 @@ def test_unknown_device_name():
         get_device("gpu")
 
 
-def test_describe_cpu():
-    assert describe_device("cpu") == f"cpu ({torch.get_num_threads()} threads)"
+def test_describe_cpu(monkeypatch):
+    monkeypatch.setattr(device_mod, "cpu_allowance", lambda: device_mod.CpuAllowance(2, 2, None))
+    n = torch.get_num_threads()
+    assert describe_device("cpu") == f"cpu ({n} thread{'s' if n != 1 else ''})"
+
+
+def test_describe_cpu_under_a_quota(monkeypatch):
+    monkeypatch.setattr(
+        device_mod, "cpu_allowance", lambda: device_mod.CpuAllowance(1, 16, "quota")
+    )
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert describe_device("cpu") == "cpu (1 thread; 1 of 16 cores allowed by the quota)"
 
 
 def test_describe_cuda(monkeypatch):
@@ -134,3 +144,167 @@ def test_trainconfig_accepts_every_device_get_device_returns():
         torch.device("mps"),
     ):
         assert TrainConfig(max_steps=1, device=device).device == str(device)
+
+
+# --- CPU threads that respect quotas --------------------------------------------------------------
+
+
+def fake_cgroups(tmp_path, monkeypatch, proc_lines, files, cpus=16, affinity=None):
+    """A fake /sys/fs/cgroup tree and /proc/self/cgroup for the cgroup readers."""
+    root = tmp_path / "cgroup"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    root.mkdir(exist_ok=True)
+    proc = tmp_path / "proc_self_cgroup"
+    proc.write_text("\n".join(proc_lines) + "\n")
+    monkeypatch.setattr(device_mod, "CGROUP_ROOT", root)
+    monkeypatch.setattr(device_mod, "PROC_SELF_CGROUP", proc)
+    monkeypatch.setattr(device_mod.os, "cpu_count", lambda: cpus)
+    monkeypatch.setattr(
+        device_mod.os, "sched_getaffinity", lambda pid: set(range(affinity or cpus)), raising=False
+    )
+
+
+def test_allowed_cpus_v1_quota(tmp_path, monkeypatch):
+    # mybinder.org-like: 16 visible cores, a CFS quota of one core on the pod's cgroup
+    fake_cgroups(
+        tmp_path,
+        monkeypatch,
+        ["4:memory:/pod", "2:cpu,cpuacct:/pod/kernel"],
+        {
+            "cpu,cpuacct/pod/cpu.cfs_quota_us": "100000",
+            "cpu,cpuacct/pod/cpu.cfs_period_us": "100000",
+            "cpu,cpuacct/pod/kernel/cpu.cfs_quota_us": "-1",
+            "cpu,cpuacct/pod/kernel/cpu.cfs_period_us": "100000",
+            "memory/pod/memory.limit_in_bytes": str(2 * 2**30),
+        },
+    )
+    assert device_mod.cpu_allowance() == device_mod.CpuAllowance(1, 16, "quota")
+    assert device_mod.allowed_cpus() == 1
+    assert device_mod.memory_limit_bytes() == 2 * 2**30
+
+
+def test_allowed_cpus_v1_fractional_quota_rounds_up(tmp_path, monkeypatch):
+    fake_cgroups(
+        tmp_path,
+        monkeypatch,
+        ["1:cpu:/"],
+        {"cpu/cpu.cfs_quota_us": "250000", "cpu/cpu.cfs_period_us": "100000"},
+    )
+    assert device_mod.allowed_cpus() == 3  # 2.5 CPUs of time: three threads keep it busy
+
+
+def test_allowed_cpus_v2_cpu_max(tmp_path, monkeypatch):
+    fake_cgroups(
+        tmp_path,
+        monkeypatch,
+        ["0::/user.slice/binder"],
+        {
+            "cgroup.controllers": "cpu memory",
+            "user.slice/cpu.max": "max 100000",
+            "user.slice/binder/cpu.max": "50000 100000",
+            "user.slice/binder/memory.max": "max",
+            "user.slice/memory.max": str(3 * 2**30),
+        },
+    )
+    assert device_mod.cpu_allowance() == device_mod.CpuAllowance(1, 16, "quota")  # 0.5 -> 1
+    assert device_mod.memory_limit_bytes() == 3 * 2**30
+
+
+def test_allowed_cpus_without_limits_and_with_affinity(tmp_path, monkeypatch):
+    fake_cgroups(
+        tmp_path, monkeypatch, ["0::/"], {"cgroup.controllers": "", "cpu.max": "max 100000"}
+    )
+    assert device_mod.cpu_allowance() == device_mod.CpuAllowance(16, 16, None)
+    assert device_mod.memory_limit_bytes() is None
+    fake_cgroups(tmp_path, monkeypatch, ["0::/"], {}, cpus=16, affinity=4)
+    assert device_mod.cpu_allowance() == device_mod.CpuAllowance(4, 16, "affinity")
+
+
+def test_allowed_cpus_unreadable_proc(tmp_path, monkeypatch):
+    monkeypatch.setattr(device_mod, "PROC_SELF_CGROUP", tmp_path / "missing")
+    assert device_mod.allowed_cpus() >= 1
+
+
+@pytest.fixture
+def fresh_threads(monkeypatch):
+    """get_device() decides the thread count once per process: make it undecided again."""
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(device_mod, "_threads_decided", False)
+    monkeypatch.setattr(device_mod, "_threads_at_import", threads)
+    for name in device_mod._THREAD_ENV:
+        monkeypatch.delenv(name, raising=False)
+    yield threads
+    torch.set_num_threads(threads)
+
+
+def test_get_device_caps_threads_at_the_quota_once(fresh_threads, monkeypatch, no_accelerator):
+    torch.set_num_threads(2)
+    monkeypatch.setattr(device_mod, "_threads_at_import", 2)
+    monkeypatch.setattr(device_mod, "allowed_cpus", lambda: 1)
+    get_device()
+    assert torch.get_num_threads() == 1
+    torch.set_num_threads(2)  # the user's choice after the first call is left alone
+    get_device("cpu")
+    assert torch.get_num_threads() == 2
+
+
+@pytest.mark.parametrize(
+    "how", ["set_num_threads", "PTLEARN_THREADS", "OMP_NUM_THREADS", "set_threads"]
+)
+def test_get_device_respects_the_users_thread_choice(fresh_threads, monkeypatch, how):
+    monkeypatch.setattr(device_mod, "allowed_cpus", lambda: 1)
+    torch.set_num_threads(2)
+    monkeypatch.setattr(device_mod, "_threads_at_import", 2)
+    if how == "set_num_threads":
+        torch.set_num_threads(3)
+    elif how == "set_threads":
+        device_mod.set_threads(3)
+    else:
+        monkeypatch.setenv(how, "3")
+        if how == "OMP_NUM_THREADS":
+            torch.set_num_threads(3)  # what torch does with OMP_NUM_THREADS at start-up
+    get_device("cpu")
+    assert torch.get_num_threads() == 3
+
+
+CHILD = """
+import torch
+from ptlearn.device import allowed_cpus, describe_device, get_device
+print(allowed_cpus(), describe_device(get_device("cpu")), torch.get_num_threads(), sep="|")
+"""
+
+
+def test_threads_capped_inside_a_real_one_cpu_cgroup():
+    """For real: a child process in a cgroup with a 1-CPU CFS quota (needs root and cgroups)."""
+    import os
+    import subprocess
+    import sys
+
+    from ptlearn.execute import CgroupLimits, create_cgroup
+
+    group = create_cgroup(CgroupLimits(cpus=1.0, memory_bytes=None))
+    if isinstance(group, str):
+        pytest.skip(f"no cgroup on this machine: {group}")
+    env = {k: v for k, v in os.environ.items() if k not in device_mod._THREAD_ENV}
+    try:
+        out = (
+            subprocess.run(
+                group.wrap([sys.executable, "-c", CHILD]),
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+    finally:
+        group.remove()
+    allowed, line, threads = out.split("|")
+    assert allowed == "1" and threads == "1", out
+    visible = os.cpu_count()
+    if visible > 1:
+        assert line == f"cpu (1 thread; 1 of {visible} cores allowed by the quota)"

@@ -1,11 +1,12 @@
 """Error analysis views of chapter 09: [CLS] attention rows, confusion matrix, mistake browser."""
 
+import base64
+
 import matplotlib
 
 matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
-import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from ptlearn.data import collate  # noqa: E402
@@ -117,10 +118,16 @@ def test_error_explorer_browses_mistakes():
     box.controls["example"].value = 1
     assert box.current["index"] == 3
     bundle = box._repr_mimebundle_()
-    assert "image/png" in bundle
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    static = box.static_bundle()  # the picture, as an output of its own
+    assert base64.b64decode(static["image/png"]) == bytes(box.image.value)
 
 
 def test_error_explorer_without_mistakes_says_so():
     examples = [e for e in make_examples() if e["label"] == e["prediction"]]
-    with pytest.raises(ValueError, match="No misclassified examples"):
-        error_explorer(examples, CLASSES)
+    box = error_explorer(examples, CLASSES)  # a widget that says so, not an exception
+    assert box.current["index"] is None and box.controls == {}
+    assert box.current["message"] == (
+        f"No misclassified examples to browse: every one of the {len(examples)} predictions is correct."
+    )
+    assert bytes(box.image.value).startswith(PNG)

@@ -106,11 +106,34 @@ def test_attention_explorer_follows_its_controls():
     assert not arcs[[0, 1, 2, 4]].any()
 
 
-def test_widget_output_carries_a_static_png_for_github():
+def test_widget_shows_its_static_png_as_an_output_of_its_own(monkeypatch):
+    """VS Code (ipywidgets 8.1.9), GitHub and nbviewer show the picture even without the widget."""
+    import base64
+
+
+    from ptlearn.viz import widgets as widgets_mod
+
+    shown, updates = [], []
+
+    class Handle:
+        def update(self, obj, raw=False):
+            updates.append(obj)
+
+    def fake_display(obj, raw=False, display_id=None):
+        shown.append(obj)
+        return Handle() if display_id else None
+
+    monkeypatch.setattr(widgets_mod, "display", fake_display)
     box = viz.attention_explorer(make_attentions(), TOKENS)
-    bundle = box._repr_mimebundle_()
-    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == box.model_id
-    assert bundle["image/png"].startswith("iVBOR")  # base64 of the PNG signature
+    box._ipython_display_()  # what IPython calls to display the box (ipywidgets 7 and 8)
+    assert len(shown) == 2, "the widget, then its picture as a separate output"
+    widget, static = shown
+    assert widget["application/vnd.jupyter.widget-view+json"]["model_id"] == box.model_id
+    assert "image/png" not in widget  # the picture lives in its own output
+    assert set(static) == {"image/png", "text/plain"}
+    assert base64.b64decode(static["image/png"]) == bytes(box.image.value)
+    box.controls["layer"].value = 1  # the static picture follows the live view
+    assert updates and base64.b64decode(updates[-1]["image/png"]) == bytes(box.image.value)
 
 
 def test_attention_replay_moves_through_snapshots():

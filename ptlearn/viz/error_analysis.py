@@ -130,6 +130,20 @@ def mistake_options(examples, classes) -> dict:
     return options
 
 
+NO_MISTAKES = "No misclassified examples to browse: every one of the {n} predictions is correct."
+
+
+def _nothing_to_show(n: int, width: float) -> FigureBox:
+    message = NO_MISTAKES.format(n=n)
+    fig = new_figure(width, 1.2)
+    fig.text(0.5, 0.5, message, ha="center", va="center", fontsize=11)
+    box = FigureBox({}, fig, middle=[widgets.HTML(f"<b>{message}</b>")])
+    box.current.update(index=None, tokens=[], weights=np.zeros(0, np.float32), label=None,
+                       prediction=None, message=message)  # fmt: skip
+    box.render(static_changed=True)
+    return box
+
+
 def error_explorer(examples, classes, width: float = 9.0):
     """Browse the misclassified examples with the ``[CLS]`` attention over their tokens.
 
@@ -138,11 +152,12 @@ def error_explorer(examples, classes, width: float = 9.0):
     returns them; ``classes``: the class names. Controls: which confusion (all mistakes, or one
     true -> predicted pair) and which example. Shows the text with every token highlighted by its
     weight and a bar chart of the weights. ``box.current`` holds ``index`` (into ``examples``),
-    ``tokens``, ``weights``, ``label`` and ``prediction``.
+    ``tokens``, ``weights``, ``label`` and ``prediction``. With no mistakes at all it shows a
+    message saying so (``box.current["message"]``, ``index`` None) instead of raising.
     """
     options = mistake_options(examples, classes)
-    if not options[next(iter(options))]:
-        raise ValueError("No misclassified examples to browse: every prediction is correct.")
+    if not options[next(iter(options))]:  # nothing to browse: say so (a widget, not an error)
+        return _nothing_to_show(len(examples), width)
     controls = {
         "confusion": widgets.Dropdown(options=list(options), description="show"),
         "example": widgets.IntSlider(value=0, min=0, max=0, description="example"),

@@ -32,8 +32,9 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 class FigureBox(widgets.VBox):
     """A VBox of controls above a rendered matplotlib figure.
 
-    When a notebook shows it, the output carries two representations: the live widget, and a PNG of
-    the current figure that GitHub, nbviewer and other kernel-less viewers fall back to.
+    When a notebook shows it, it makes two outputs: the live widget, and a PNG of the current
+    figure as an output of its own, which VS Code (when its widget renderer fails), GitHub,
+    nbviewer and other kernel-less viewers show; every re-render updates that picture too.
     """
 
     def __init__(self, controls: dict, figure, dynamic=(), middle=()):
@@ -51,18 +52,31 @@ class FigureBox(widgets.VBox):
         if static_changed:
             self.renderer.refresh()
         self.image.value = self.renderer.png()
+        handle = getattr(self, "_static_handle", None)
+        if handle is not None:  # the static picture follows the live view
+            handle.update(self.static_bundle(), raw=True)
 
     def _repr_mimebundle_(self, **kwargs):
         text = repr(self)
         return {
             "text/plain": text if len(text) <= 110 else text[:110] + "…",
             WIDGET_VIEW: {"version_major": 2, "version_minor": 0, "model_id": self.model_id},
+        }
+
+    def static_bundle(self) -> dict:
+        """The current view as a plain PNG output of its own (see :meth:`_ipython_display_`)."""
+        return {
             "image/png": base64.b64encode(self.image.value).decode("ascii"),
+            "text/plain": f"<static picture of the widget above: {type(self).__name__}>",
         }
 
     def _ipython_display_(self, **kwargs):
-        # ipywidgets 7 displays widgets through this hook, ignoring _repr_mimebundle_
+        # Two outputs: the live widget, then its current picture as an ordinary PNG output.
+        # Front ends that cannot render the widget (VS Code with ipywidgets 8.1.9, GitHub,
+        # nbviewer, the course website) still show the view; render() keeps it current.
+        # (ipywidgets 7 displays widgets only through this hook, so both versions come here.)
         display(self._repr_mimebundle_(), raw=True)
+        self._static_handle = display(self.static_bundle(), raw=True, display_id=True)
 
 
 def observe_all(controls: dict, callback) -> None:
