@@ -450,7 +450,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "--time-budget", type=_positive(float), help="seconds of training (total over resumes)"
     )
     p.add_argument("--steps", type=_positive(int), help="optimizer steps (total over resumes)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--out", type=Path, help="run folder (default: runs/<model>-<data>)")
     p.add_argument("--preset", help="cpu, gpu or tiny (default: gpu on CUDA, else cpu)")
     p.add_argument("--seed", type=int, default=0)
@@ -503,6 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=120.0, help="seconds per exercise (default 120)"
     )
     grade_p.set_defaults(func=cmd_grade)
+    doctor_p = sub.add_parser("doctor", help="what this machine gives the course, and fixes")
+    doctor_p.set_defaults(func=lambda args, argv: __import__("ptlearn.doctor").doctor.main())
     from .site import add_parser as add_site_parser  # `ptlearn site`: the course as a website
 
     add_site_parser(sub)
