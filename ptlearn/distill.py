@@ -200,7 +200,12 @@ class DistillationModel(nn.Module):
 
 
 class Int8Linear(nn.Module):
-    """Dynamic int8 quantization of one ``nn.Linear``, written out (what the fused kernels do).
+    """Dynamic int8 quantization of one ``nn.Linear``, written out with per-row scales.
+
+    PyTorch's default dynamic recipe (``torch.ao.quantization.quantize_dynamic`` with
+    ``default_dynamic_qconfig``, which :func:`quantize_dynamic_int8` uses) is coarser: one symmetric
+    scale per weight matrix, and activations as unsigned 8-bit integers with a zero point, one
+    scale per tensor. The size is the same (one byte per weight); the rounding differs.
 
     Symmetric quantization maps a float x to an 8-bit integer ``q = round(x / s)`` in [-127, 127]
     with scale ``s = max|x| / 127``, and back with ``x ~ s q`` (error at most s / 2).
@@ -240,6 +245,10 @@ def quantize_linear_int8(model: nn.Module) -> nn.Module:
 def quantize_dynamic_int8(model: nn.Module) -> nn.Module:
     """A copy of ``model`` (on the CPU) with every ``nn.Linear`` quantized to int8 weights and
     dynamically quantized activations, run by PyTorch's int8 CPU kernels (fbgemm / onednn).
+
+    The default ``qconfig`` (``default_dynamic_qconfig``): weights symmetric qint8 with one scale per
+    tensor; activations quint8 (0-255, with a zero point), one scale per tensor computed at run
+    time (the x86 kernels use 7 bits, ``reduce_range``).
 
     Uses ``torch.ao.quantization.quantize_dynamic``. PyTorch has deprecated ``torch.ao.quantization``
     in favour of the separate ``torchao`` package (``torchao.quantization.quantize_(model,
