@@ -184,8 +184,7 @@ def run_recipe(recipe, args) -> dict:
     rank0 = _is_rank0()
     lock = _prepare_out(out) if rank0 else None
     try:
-        if rank0:
-            recover_checkpoint(out / CHECKPOINT_DIR)
+        recover_checkpoint(out / CHECKPOINT_DIR)  # every rank: all must decide to resume alike
         resume = not args.no_resume and (out / CHECKPOINT_DIR).exists()
         if resume:
             _check_resumable(out, recipe.model)
@@ -249,6 +248,18 @@ def _relaunch(argv: list[str], nproc: int) -> int:
     return subprocess.call(cmd)
 
 
+def _resumed_tokenizer(args, data: str):
+    """The tokenizer of the checkpoint this run will resume (None: train one as usual)."""
+    from .checkpoint import CHECKPOINT_DIR, recover_checkpoint
+    from .runs import saved_tokenizer
+
+    out = Path(args.out)
+    if args.no_resume or not out.is_dir():
+        return None
+    recover_checkpoint(out / CHECKPOINT_DIR)
+    return saved_tokenizer(out, data)
+
+
 def cmd_train(args, argv) -> int:
     from .recipes import DATA, build
 
@@ -257,7 +268,9 @@ def cmd_train(args, argv) -> int:
     _check_device(args.device)
     data = args.data or DATA[args.model][0]
     args.out = args.out or Path("runs") / f"{args.model}-{data}"
-    run_recipe(build(args.model, data, args.preset, args.device, args.seed), args)
+    tokenizer = _resumed_tokenizer(args, data) if args.model in ("bert", "albert") else None
+    recipe = build(args.model, data, args.preset, args.device, args.seed, tokenizer=tokenizer)
+    run_recipe(recipe, args)
     return 0
 
 
@@ -288,9 +301,11 @@ def cmd_finetune(args, argv) -> int:
         )
     if args.from_dir:
         _check_from(Path(args.from_dir), args.model)
+    tokenizer = None if args.from_dir else _resumed_tokenizer(args, args.data)
     recipe = build_finetune(
-        args.model, args.data, args.preset, args.device, args.seed, from_dir=args.from_dir
-    )
+        args.model, args.data, args.preset, args.device, args.seed, from_dir=args.from_dir,
+        tokenizer=tokenizer,
+    )  # fmt: skip
     run_recipe(recipe, args)
     return 0
 

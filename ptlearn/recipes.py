@@ -251,11 +251,15 @@ def _info(module: nn.Module, **names) -> dict:
     return {**names, "params": n_params}
 
 
-def build(model: str, data: str | None = None, preset=None, device="auto", seed: int = 0) -> Recipe:
+def build(
+    model: str, data: str | None = None, preset=None, device="auto", seed: int = 0, tokenizer=None
+) -> Recipe:
     """The pretraining recipe for ``model`` (gpt, bert, albert, vit) on ``data`` (default: the
     first of ``DATA[model]``) with ``preset``: a name (default: ``"gpu"`` on CUDA, else
     ``"cpu"``) or a dict shaped like ``RECIPES[model]["cpu"]``. The model is initialised under
-    ``torch.manual_seed(seed)``."""
+    ``torch.manual_seed(seed)``. ``tokenizer``: BERT/ALBERT's WordPiece vocabulary instead of
+    training one (a resumed run must keep its own: WordPiece training breaks ties differently
+    from run to run)."""
     choose("model", model, list(RECIPES))
     data = choose(f"data for {model}", data or DATA[model][0], DATA[model])
     name, p = _preset(RECIPES, model, preset, device)
@@ -265,7 +269,7 @@ def build(model: str, data: str | None = None, preset=None, device="auto", seed:
     elif model == "vit":
         recipe = _vit_recipe(p)
     else:
-        recipe = _pretrain_recipe(model, data, p)
+        recipe = _pretrain_recipe(model, data, p, tokenizer)
     recipe.config = _train_config(p, seed, device)
     recipe.info = _info(recipe.model, model=model, data=data, preset=name)
     return recipe
@@ -308,9 +312,10 @@ def train_wordpiece(texts, vocab_size: int) -> HFTokenizer:
     return HFTokenizer.train_wordpiece(texts, vocab_size=vocab_size)
 
 
-def _pretrain_recipe(model: str, data: str, p: dict) -> Recipe:
+def _pretrain_recipe(model: str, data: str, p: dict, tokenizer=None) -> Recipe:
     train_text, val_text = sentence_documents(data)
-    tokenizer = train_wordpiece((s for d in train_text for s in d), p["vocab_size"])
+    if tokenizer is None:
+        tokenizer = train_wordpiece((s for d in train_text for s in d), p["vocab_size"])
     train_docs, val_docs = (
         [[tokenizer.encode(s, add_special_tokens=False) for s in d] for d in docs if len(d) > 1]
         for docs in (train_text, val_text)
@@ -394,10 +399,12 @@ def build_finetune(
     device="auto",
     seed: int = 0,
     from_dir: str | None = None,
+    tokenizer=None,
 ) -> Recipe:
     """A BERT/ALBERT sentence classifier on ``data`` (sst2, ag_news, grammar), evaluated on the
     validation split. With ``from_dir`` (a ``ptlearn train`` output folder) the encoder and the
-    tokenizer come from that pretraining run; otherwise both start fresh from the training text."""
+    tokenizer come from that pretraining run; otherwise both start fresh from the training text
+    (or the vocabulary is ``tokenizer``: a resumed run keeps its own)."""
     config_cls, model_cls, prefix = _CLASSIFIERS[choose("model to fine-tune", model, _CLASSIFIERS)]
     choose("data for fine-tuning", data, FINETUNE_DATA)
     name, p = _preset(FINETUNE_RECIPES, model, preset, device)
@@ -410,7 +417,8 @@ def build_finetune(
         classifier = model_cls(config, n_classes=len(train.classes))
         classifier.load_state_dict(encoder, strict=False)  # the head stays freshly initialised
     else:
-        tokenizer = train_wordpiece(train.texts, p["vocab_size"])
+        if tokenizer is None:
+            tokenizer = train_wordpiece(train.texts, p["vocab_size"])
         config = config_cls(**p["model"], vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id)
         classifier = model_cls(config, n_classes=len(train.classes))
     max_len = classifier.config.max_len

@@ -57,7 +57,7 @@ def tokenizer_fingerprint(tokenizer) -> str | None:
     if tokenizer is None:
         return None
     if hasattr(tokenizer, "tokenizer") and hasattr(tokenizer.tokenizer, "to_str"):
-        text = tokenizer.tokenizer.to_str()
+        text = json.dumps(json.loads(tokenizer.tokenizer.to_str()), sort_keys=True)  # canonical
     elif hasattr(tokenizer, "tokens"):
         text = json.dumps([tokenizer.tokens, getattr(tokenizer, "special_tokens", [])])
     else:
@@ -170,6 +170,23 @@ def identity_difference(recorded: dict | None, current: dict) -> str | None:
             continue
         diffs.append(f"{what} {_short(old)} (now {_short(new)})")
     return "; ".join(diffs) or None
+
+
+def saved_tokenizer(out: Path, data: str | None):
+    """The tokenizer a resumable run in ``out`` trained with (its ``tokenizer.json``), when the
+    checkpoint is of the same ``data``; else None. A resumed run must read text with it: a
+    WordPiece vocabulary trained again can give the same pieces other ids."""
+    from .tokenization import load_tokenizer
+
+    file = out / "tokenizer.json"
+    recorded = recorded_identity(out)
+    if not ((out / CHECKPOINT_DIR).is_dir() and file.is_file() and recorded):
+        return None
+    if recorded.get("data") != data:
+        return None  # another corpus: the identity check refuses it
+    tokenizer = load_tokenizer(file)
+    wanted = recorded.get("tokenizer_sha256")
+    return tokenizer if wanted is None or tokenizer_fingerprint(tokenizer) == wanted else None
 
 
 # --- foreign files -----------------------------------------------------------------------------

@@ -380,3 +380,46 @@ def test_from_a_folder_without_a_checkpoint_says_what_from_needs(capsys, tmp_pat
         cli.main([*FINETUNE, "--from", str(tmp_path), "--out", str(tmp_path / "ft")])
     err = capsys.readouterr().err
     assert f"--from {tmp_path} has no checkpoint: pass the --out folder of a" in err
+
+
+def test_an_sst2_file_holding_only_its_header_is_one_line(capsys, tmp_path, monkeypatch):
+    folder = tmp_path / "data" / "sst2"
+    folder.mkdir(parents=True)
+    for name in ("train.tsv", "dev.tsv"):
+        (folder / name).write_text("label\tsentence\n")  # an export that lost its rows
+    monkeypatch.setenv("PTLEARN_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(SystemExit) as info:
+        cli.main(
+            ["finetune", "bert", "--preset", "tiny", "--steps", "1", "--out", str(tmp_path / "f")]
+        )
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "Traceback" not in err
+    assert f"{folder / 'train.tsv'} holds only its header" in err
+
+
+def test_a_latin1_corpus_is_one_line_naming_it(capsys, tmp_path, monkeypatch):
+    folder = tmp_path / "data" / "tinyshakespeare"
+    folder.mkdir(parents=True)
+    (folder / "input.txt").write_bytes("Ros\xe9 and Juliet\n".encode("latin-1") * 200)
+    monkeypatch.setenv("PTLEARN_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(SystemExit) as info:
+        cli.main([*GPT, "--steps", "1", "--out", str(tmp_path / "g")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "Traceback" not in err
+    assert f"{folder / 'input.txt'} is not UTF-8 text" in err and "save it again as UTF-8" in err
+
+
+@pytest.mark.parametrize("command", ["train", "finetune"])
+def test_resuming_keeps_the_runs_own_vocabulary(capsys, tmp_path, command):
+    """WordPiece training breaks ties differently from run to run: a resumed run used to train a
+    new vocabulary (other ids for the same pieces) and overwrite tokenizer.json with it."""
+    from ptlearn.tokenization import load_tokenizer
+
+    out = tmp_path / "run"
+    args = [command, "bert", "--data", "grammar", "--preset", "tiny", "--no-progress"]
+    assert cli.main([*args, "--steps", "2", "--out", str(out)]) == 0
+    vocab = load_tokenizer(out / "tokenizer.json").tokenizer.get_vocab()
+    capsys.readouterr()
+    assert cli.main([*args, "--steps", "3", "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["resumed_from_step"] == 2
+    assert load_tokenizer(out / "tokenizer.json").tokenizer.get_vocab() == vocab
