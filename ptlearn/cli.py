@@ -20,6 +20,13 @@ and end with one JSON line of final metrics on stdout, for scripts to read.
 A budget (``--time-budget``/``--steps``) is the run's total, counted over resumed runs: run
 again with the same budget after an interruption and it finishes the rest; give a larger one to
 train longer (the cosine schedule is then stretched to the new end).
+
+However a run stops, the rest is not lost: Ctrl-C stops after the running step with a checkpoint
+(exit status 130, one line saying how to continue); a checkpoint is written every minute of
+training (``--checkpoint-every`` for every N steps instead), so a kill loses at most that; a
+checkpoint left aside by a crash mid-swap is recovered. A run folder is locked while a run uses
+it, records what defines its run (data, tokenizer, ``--from``, preset, seed: see
+:mod:`ptlearn.runs`) and is resumed only by the same run.
 """
 
 from __future__ import annotations
