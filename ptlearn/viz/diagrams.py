@@ -4,8 +4,10 @@ One figure per model chapter: the encoder-decoder Transformer with its three att
 GPT decoder stack with its KV cache (04), BERT's inputs and heads (05), ALBERT's factorisation
 and sharing (06), ViT and MAE (07), where LoRA, adapters and prefixes sit (09), and
 teacher-student distillation (10). The output is deterministic (the same bytes on every run), so
-a test can regenerate the files and compare them; the notebooks embed them as cell attachments
-(:func:`attachment_cell`), which render offline, on GitHub and on Colab.
+a test can regenerate the files and compare them. The notebooks carry a copy of each file inside a
+markdown cell, as a ``data:`` URI (:func:`figure_cell`): it needs no file next to the notebook
+(Colab has none) and no network. A cell *attachment* would not do: JupyterLab refuses to show SVG
+attachments (jupyterlab/jupyterlab#10464) but shows SVG data URIs.
 
 Regenerate with ``python -m ptlearn.viz.diagrams [folder]`` (default: ``docs/figures``).
 """
@@ -13,6 +15,7 @@ Regenerate with ``python -m ptlearn.viz.diagrams [folder]`` (default: ``docs/fig
 from __future__ import annotations
 
 import base64
+import re
 import sys
 from html import escape
 from pathlib import Path
@@ -490,7 +493,7 @@ DIAGRAMS = {
                                  "BERT's token, segment and position embeddings and its heads"),
     "06_albert.svg": (albert_factorization_sharing, "06_albert.ipynb",
                       "ALBERT's factorized embedding and cross-layer sharing"),
-    "07_vit_mae.svg": (vit_mae, "07_vit.ipynb", "ViT from patches to [CLS], and MAE"),
+    "07_vit_mae.svg": (vit_mae, "07_vit.ipynb", "ViT from patches to the class token, and MAE"),
     "09_peft.svg": (peft_placement, "09_finetuning.ipynb",
                     "Where LoRA, adapters, prefixes and BitFit sit in a block"),
     "10_distillation.svg": (distillation, "10_distillation.ipynb",
@@ -510,18 +513,27 @@ def write_all(folder: str | Path = "docs/figures") -> list[Path]:
     return paths
 
 
-def attachment_cell(name: str, caption: str) -> dict:
-    """A markdown cell that shows diagram ``name`` from a cell attachment (the SVG travels inside
-    the notebook, so it renders offline, on GitHub and on Colab), with ``caption`` under it."""
+def figure_cell(name: str, caption: str) -> dict:
+    """A markdown cell that shows diagram ``name`` as an inline ``data:`` URI, with ``caption``
+    under it. The cell id is ``diagram-NN`` (NN = the chapter), so a script can refresh it."""
     draw, _, alt = DIAGRAMS[name]
+    if "[" in alt or "]" in alt:
+        raise ValueError(f"alt text {alt!r}: no brackets, they would end the markdown image early")
     data = base64.b64encode(draw().encode("utf-8")).decode("ascii")
     return {
-        "attachments": {name: {"image/svg+xml": data}},
         "cell_type": "markdown",
         "id": "diagram-" + name.split("_")[0],
         "metadata": {"tags": ["diagram"]},
-        "source": [f"![{alt}](attachment:{name})\n", "\n", caption.strip()],
+        "source": [f"![{alt}](data:image/svg+xml;base64,{data})\n", "\n", caption.strip()],
     }
+
+
+FIGURE = re.compile(r"!\[([^\]]*)\]\(data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)\)")
+
+
+def embedded_figures(cell: dict) -> list[tuple[str, bytes]]:
+    """The ``(alt text, SVG bytes)`` of every figure a markdown cell shows inline."""
+    return [(alt, base64.b64decode(data)) for alt, data in FIGURE.findall("".join(cell["source"]))]
 
 
 def main(argv: list[str]) -> None:
