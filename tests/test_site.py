@@ -19,6 +19,7 @@ checker reports both: the browser test fails if a page loses its figures or asks
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import sys
@@ -34,7 +35,8 @@ from site_check import WAIT_MS, check_page, serve  # noqa: E402
 from ptlearn.site import build_site, find_chapters  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-EXECUTED = REPO / "build" / "executed"
+# where tests/test_notebooks.py leaves the executed chapters (PTLEARN_EXECUTED_DIR overrides it)
+EXECUTED = Path(os.environ.get("PTLEARN_EXECUTED_DIR", REPO / "build" / "executed"))
 FAST_SUBSET = ["01", "02", "03"]  # the quick chapters, executed only when no executed copy exists
 TEX = re.compile(r"\$[^$\n]+\$|\\\(|\\\[")
 
@@ -162,9 +164,14 @@ def test_pages_have_their_parts(site):
             f"mybinder.org/v2/gh/ptlearn-course/ptlearn-course/main?urlpath=lab/tree/notebooks/{name}.ipynb"
             in page
         )
-        assert f'href="notebooks/{name}.ipynb" download' in page
+        download = re.search(r"<a\b[^>]*ptlearn-download[^>]*>", page).group(0)
+        assert f'href="notebooks/{name}.ipynb"' in download and "download" in download
         assert (out / "notebooks" / f"{name}.ipynb").is_file()
         assert "require.min.js" not in page and "cdnjs" not in page and "unpkg" not in page
+    for page in out.glob("*.html"):  # every link inside the site leads to a file of the site
+        for href in re.findall(r'<a\b[^>]*\shref="([^"#]+)', page.read_text(encoding="utf-8")):
+            if not re.match(r"^[a-z][a-z0-9+.-]*:", href):
+                assert (out / href.split("?")[0]).is_file(), f"{page.name} links to missing {href}"
     index = (out / "index.html").read_text(encoding="utf-8")
     for name in report.chapters:
         assert f'href="{name}.html"' in index, f"the course table does not link {name}"

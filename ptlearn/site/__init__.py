@@ -329,6 +329,8 @@ class Linker:
             return tag.replace(src.group(0), f' src="{self.resolve(html.unescape(url), base)}"')
 
         def href(match: re.Match) -> str:
+            if "data-site" in match.group(1):  # the site's own navigation: already right
+                return match.group(0)
             url = html.unescape(match.group(2))
             return f'{match.group(1)}"{html.escape(self.resolve(url, base), quote=True)}"'
 
@@ -355,7 +357,7 @@ class Chrome:
         def link(href: str, text: str, title: str = "") -> str:
             cls = ' class="ptlearn-current"' if href == current else ""
             tip = f' title="{html.escape(title)}"' if title else ""
-            return f'<a href="{href}"{cls}{tip}>{html.escape(text)}</a>'
+            return f'<a data-site href="{href}"{cls}{tip}>{html.escape(text)}</a>'
 
         chapters = " ".join(link(c.page, c.number, f"{c.number} {c.title}") for c in self.chapters)
         bar = (
@@ -364,7 +366,7 @@ class Chrome:
             f'<span class="ptlearn-chapters">Chapters: {chapters}</span>'
             f"{link('widgets.html', 'Widgets')} {link('benchmarks.html', 'Benchmarks')} "
             f"{link('troubleshooting.html', 'Troubleshooting')} "
-            f'<a href="https://github.com/{self.repo}">GitHub</a></nav>'
+            f'<a data-site href="https://github.com/{self.repo}">GitHub</a></nav>'
         )
         if chapter is None:
             return bar
@@ -378,7 +380,7 @@ class Chrome:
         prev = self.chapters[i - 1] if i > 0 else None
         nxt = self.chapters[i + 1] if i + 1 < len(self.chapters) else None
         prevnext = "".join(
-            f'<a href="{c.page}" class="ptlearn-{kind}">{arrow}</a>'
+            f'<a data-site href="{c.page}" class="ptlearn-{kind}">{arrow}</a>'
             for c, kind, arrow in (
                 (prev, "prev", f"← {prev.number} {prev.title}" if prev else ""),
                 (nxt, "next", f"{nxt.number} {nxt.title} →" if nxt else ""),
@@ -387,9 +389,9 @@ class Chrome:
         )
         return (
             '<div class="ptlearn-launch">'
-            f'<a class="ptlearn-button ptlearn-colab" href="{colab}">Open in Colab</a>'
-            f'<a class="ptlearn-button ptlearn-binder" href="{binder}">Launch on Binder</a>'
-            f'<a class="ptlearn-button ptlearn-download" href="{nb}" download>'
+            f'<a data-site class="ptlearn-button ptlearn-colab" href="{colab}">Open in Colab</a>'
+            f'<a data-site class="ptlearn-button ptlearn-binder" href="{binder}">Launch on Binder</a>'
+            f'<a data-site class="ptlearn-button ptlearn-download" href="{nb}" download>'
             f"Download notebook</a>"
             f'<span class="ptlearn-prevnext">{prevnext}</span></div>'
         )
@@ -633,7 +635,7 @@ def widget_page(row: dict, course: list[Chapter]) -> str:
     ]
     parts = [
         f"<h1><code>ptlearn.viz.{html.escape(name)}</code></h1>",
-        f"<p>Screenshot: {markdown_html(row['shows'])}</p>",
+        markdown_html(f"Screenshot: {row['shows']}"),
         f'<p><img src="{html.escape(row["image"])}" alt="{html.escape(name)}"></p>',
         "<p>Taken in Chromium from JupyterLab with the network blocked "
         "(<code>python scripts/screenshots.py</code>). Its live controls need a Python kernel: "
@@ -644,7 +646,9 @@ def widget_page(row: dict, course: list[Chapter]) -> str:
     if doc:
         parts.append(f"<pre class='ptlearn-doc'>{html.escape(doc)}</pre>")
     if used:
-        links = ", ".join(f'<a href="{c.page}">{c.number} {html.escape(c.title)}</a>' for c in used)
+        links = ", ".join(
+            f'<a data-site href="{c.page}">{c.number} {html.escape(c.title)}</a>' for c in used
+        )
         parts.append(f"<p>Used in: {links}.</p>")
     return "\n".join(parts)
 
