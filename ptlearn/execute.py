@@ -236,7 +236,10 @@ def execute_notebook(
             kernel_name=kernel_name,
             resources={"metadata": {"path": str(src.parent.resolve())}},
         )
-        kernel_env = {**os.environ, **(env or {})}
+        # figures go into the notebook, as for a learner: a headless MPLBACKEND inherited from CI
+        # (Agg) would leave every plt.show() cell without its figure, in the site's copies too
+        inline = {"MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+        kernel_env = {**os.environ, **inline, **(env or {})}
         start = time.perf_counter()
         index = None
         try:
