@@ -9,8 +9,6 @@ matplotlib backend, including the headless "Agg" used in tests and CI.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -94,17 +92,9 @@ def save_figure(fig: Figure, path) -> Path:
 def atomic_write(path, data: bytes) -> Path:
     """Write ``data`` to a temporary file beside ``path``, then rename it into place, so an
     interrupted save never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
+    from ..checkpoint import atomic_write_bytes  # the one home of atomic writes (umask modes)
+
+    return atomic_write_bytes(path, data, fsync=False)
 
 
 def live_title(ax):
