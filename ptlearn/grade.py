@@ -13,7 +13,8 @@ limit, and its verdict becomes one row of a per-learner, per-exercise table:
 - ``not attempted``: the stub still raises ``NotImplementedError``;
 - ``error``: the program could not get to the check (a cell that does not parse, a name that is
   never defined, a crash while defining the learner's code);
-- ``timeout``: the program ran past the time limit.
+- ``timeout``: the learner's definitions and the check ran past the time limit (counted after
+  the imports, which a busy machine can make slow).
 
 The table is written as CSV and summarised on the terminal. ``learner`` is the name of the folder
 that holds the notebook (``submissions/alice/04_gpt.ipynb`` -> ``alice``).
@@ -38,6 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 RESULT_MARK = "__PTLEARN_GRADE__"
+IMPORT_ALLOWANCE = 600.0  # seconds the imports may take on top of an exercise's time limit
 STATUSES = ("passed", "failed", "not attempted", "error", "timeout")
 
 # a collapsed block: <details><summary>Solution</summary> ... </details> (or Answer, Hint N)
@@ -231,8 +233,29 @@ def build_program(statements, call, call_source, broken, solutions) -> tuple[str
         if broken:
             problem += f" ({'; '.join(broken)})"
     body = "\n\n".join(chosen[i] for i in sorted(chosen))
-    program = "\n".join(imports) + "\n\n" + body + "\n\n" + RUNNER.format(call=call_source)
-    return program, problem
+    program = "\n".join(imports) + "\n\n" + ALARM + "\n\n" + body + "\n\n"
+    return program + RUNNER.format(call=call_source), problem
+
+
+# The time limit counts from here, after the imports (which a busy machine can make slow): the
+# learner's definitions and the check. A BaseException, so that no checker turns it into a verdict.
+ALARM = """
+import signal as _grade_signal
+import sys as _grade_sys
+
+
+class GradeTimeout(BaseException):
+    pass
+
+
+def _grade_stop(*_):
+    raise GradeTimeout()
+
+
+if hasattr(_grade_signal, "SIGALRM"):
+    _grade_signal.signal(_grade_signal.SIGALRM, _grade_stop)
+    _grade_signal.alarm(int(_grade_sys.argv[1]))
+"""
 
 
 RUNNER = """
@@ -267,13 +290,15 @@ def run_program(program: str, timeout: float) -> tuple[str, str, str]:
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
     try:
         done = subprocess.run(
-            [sys.executable, "-c", program],
+            [sys.executable, "-c", program, str(max(1, round(timeout)))],
             capture_output=True,
             text=True,
-            timeout=timeout,
+            timeout=timeout + IMPORT_ALLOWANCE,
             env=env,
         )
     except subprocess.TimeoutExpired:
+        return "timeout", "", f"stopped after {timeout + IMPORT_ALLOWANCE:.0f} s (with the imports)"
+    if "GradeTimeout" in done.stderr:
         return "timeout", "", f"stopped after {timeout:.0f} s"
     for line in done.stdout.splitlines():
         if line.startswith(RESULT_MARK):
