@@ -308,3 +308,28 @@ def test_threads_capped_inside_a_real_one_cpu_cgroup():
     visible = os.cpu_count()
     if visible > 1:
         assert line == f"cpu (1 thread; 1 of {visible} cores allowed by the quota)"
+
+
+def test_gpu_check_script_says_so_without_a_gpu(tmp_path):
+    """benchmarks/gpu_check.sh never records made-up figures: no GPU, exit 2, nothing written."""
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: run the script itself")
+    root = Path(__file__).resolve().parents[1]
+    copy = tmp_path / "repo"
+    (copy / "benchmarks").mkdir(parents=True)
+    shutil.copy(root / "benchmarks" / "gpu_check.sh", copy / "benchmarks")
+    (copy / "benchmarks" / "RESULTS.md").write_text("# results\n")
+    proc = subprocess.run(
+        ["bash", str(copy / "benchmarks" / "gpu_check.sh"), "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )
+    assert proc.returncode == 2 and "no CUDA GPU visible" in proc.stderr
+    assert (copy / "benchmarks" / "RESULTS.md").read_text() == "# results\n"

@@ -110,7 +110,6 @@ def test_widget_shows_its_static_png_as_an_output_of_its_own(monkeypatch):
     """VS Code (ipywidgets 8.1.9), GitHub and nbviewer show the picture even without the widget."""
     import base64
 
-
     from ptlearn.viz import widgets as widgets_mod
 
     shown, updates = [], []

@@ -60,7 +60,12 @@ def test_hub_last_and_one_message_when_nothing(no_package, monkeypatch, tmp_path
     assert calls == ["sentence-transformers/all-MiniLM-L6-v2"]
     message = str(info.value)
     assert "\n" not in message
-    for part in ["package ptlearn-test-no-such-module: not installed", "HF hub", "[course]", "empty"]:
+    for part in [
+        "package ptlearn-test-no-such-module: not installed",
+        "HF hub",
+        "[course]",
+        "empty",
+    ]:
         assert part in message
     monkeypatch.setattr(hf, "resolve_pretrained_dir", lambda name: tmp_path)
     assert real_weights_dir().source == "hub"
