@@ -228,7 +228,9 @@ def test_bert_with_your_modules_gives_the_same_model():
     reference = BertForPreTraining(config).eval()
     mine = BertForPreTraining(config)
     mine.load_state_dict(reference.state_dict())
+    rng = torch.get_rng_state()
     mine = bert_with_your_modules(mine, Embeddings, Head).eval()
+    assert torch.equal(torch.get_rng_state(), rng), "building the modules must not move the seed"
     assert isinstance(mine.bert.embeddings, Embeddings) and isinstance(mine.mlm, Head)
     assert mine.mlm.decoder.weight is mine.bert.embeddings.token.weight
     ids = torch.randint(5, 60, (2, 12))
@@ -345,7 +347,9 @@ def test_albert_with_your_modules_gives_the_same_model():
     reference = AlbertForPreTraining(config).eval()
     mine = AlbertForPreTraining(config)
     mine.load_state_dict(reference.state_dict())
+    rng = torch.get_rng_state()
     mine = albert_with_your_modules(mine, factorized(), Shared).eval()
+    assert torch.equal(torch.get_rng_state(), rng), "building the modules must not move the seed"
     assert mine.mlm.decoder.weight is mine.albert.embeddings.token.weight
     assert sum(p.numel() for p in mine.parameters()) == sum(
         p.numel() for p in reference.parameters()
@@ -356,3 +360,37 @@ def test_albert_with_your_modules_gives_the_same_model():
     ref, got = reference(ids, attention_mask=mask), mine(ids, attention_mask=mask)
     torch.testing.assert_close(got.logits, ref.logits)
     torch.testing.assert_close(got.pair_logits, ref.pair_logits)
+
+
+# --- the notebooks' own solutions pass their checkers -------------------------------------------------
+
+
+def notebook_solution(notebook: str, marker: str) -> str:
+    """The fenced code of the collapsed solution that contains ``marker``."""
+    import json
+    import re
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "notebooks" / notebook
+    for cell in json.loads(path.read_text())["cells"]:
+        text = "".join(cell["source"])
+        if cell["cell_type"] == "markdown" and marker in text:
+            solution = text.split("<summary>Solution</summary>", 1)[1]
+            return re.search(r"```python\n(.*?)```", solution, re.S).group(1)
+    raise AssertionError(f"no solution with {marker!r} in {notebook}")
+
+
+@pytest.mark.parametrize(
+    "notebook, name, checker",
+    [
+        ("05_bert.ipynb", "BertEmbeddingsSolution", check_bert_embeddings),
+        ("05_bert.ipynb", "MLMHeadSolution", check_mlm_head),
+        ("06_albert.ipynb", "FactorizedEmbeddingsSolution", check_factorized_embeddings),
+        ("06_albert.ipynb", "SharedEncoderSolution", check_shared_encoder),
+    ],
+)
+def test_the_notebooks_solutions_pass(notebook, name, checker):
+    namespace = {"torch": torch, "nn": nn, "padding_mask": padding_mask,
+                 "TransformerBlock": TransformerBlock}  # fmt: skip
+    exec(notebook_solution(notebook, f"class {name}("), namespace)
+    assert checker(namespace[name]).passed
