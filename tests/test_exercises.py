@@ -1,4 +1,5 @@
-"""Exercise checkers: each passes ptlearn's reference and names each typical mistake correctly.
+"""Exercise checkers: each passes a correct solution written independently here (not ptlearn's
+reference compared with itself) and names each typical mistake correctly.
 
 The buggy functions below are the mistakes learners make; every test asserts the exact verdict the
 checker gives for one of them.
@@ -10,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ptlearn.attention import causal_mask, scaled_dot_product_attention
+from ptlearn.attention import scaled_dot_product_attention
 from ptlearn.exercises import ch03
 from ptlearn.exercises.ch01 import (
     ATTENTION_MISTAKES,
@@ -58,7 +59,7 @@ def test_a_crash_is_reported_with_the_inputs():
 
 
 def test_passing_prints_a_passed_verdict(capsys):
-    assert check_causal_mask(causal_mask)
+    assert check_causal_mask(lambda T: torch.arange(T)[:, None] >= torch.arange(T)[None, :])
     assert "✅ PASSED [causal mask]" in capsys.readouterr().out
 
 
@@ -88,11 +89,18 @@ def attention_with(scale=None, dim=-1, fill=float("-inf"), softmax=True, invert=
     return my_attention
 
 
-def test_reference_attention_passes_with_and_without_weights():
-    assert check_attention(scaled_dot_product_attention).passed
-    assert check_attention(
-        lambda q, k, v, mask=None: scaled_dot_product_attention(q, k, v, mask)[0]
-    )
+def einsum_attention(q, k, v, mask=None):
+    """Attention written independently of ptlearn: einsum and torch.where."""
+    scores = torch.einsum("bhqd,bhkd->bhqk", q, k) * q.size(-1) ** -0.5
+    if mask is not None:
+        scores = torch.where(mask, scores, torch.tensor(float("-inf")))
+    weights = scores.softmax(dim=-1)
+    return torch.einsum("bhqk,bhkd->bhqd", weights, v), weights
+
+
+def test_independent_attention_passes_with_and_without_weights():
+    assert check_attention(einsum_attention).passed
+    assert check_attention(lambda q, k, v, mask=None: einsum_attention(q, k, v, mask)[0])
     assert check_attention(attention_with(fill=-1e9))  # a large negative fill is fine too
 
 
@@ -200,7 +208,15 @@ def sinusoidal_with(swap=False, concat=False, exponent=None, start=0):
 
 
 def test_sinusoidal_reference_and_mistakes():
-    assert check_sinusoidal(sinusoidal_encoding)
+    def loops(max_len, d_model):  # the paper's formula, one entry at a time
+        pe = torch.zeros(max_len, d_model)
+        for pos in range(max_len):
+            for i in range(0, d_model, 2):
+                pe[pos, i] = math.sin(pos / 10000 ** (i / d_model))
+                pe[pos, i + 1] = math.cos(pos / 10000 ** (i / d_model))
+        return pe
+
+    assert check_sinusoidal(loops)
     assert check_sinusoidal(sinusoidal_with())
     m = SINUSOIDAL_MISTAKES
     assert fails_with(check_sinusoidal(sinusoidal_with(swap=True)), m["swapped"])
@@ -248,7 +264,13 @@ def test_layer_norm_reference_and_mistakes():
 def test_pair_counts_reference_and_mistakes():
     from collections import Counter
 
-    assert check_pair_counts(ch03.pair_counts)
+    def loop_counts(ids):
+        counts = {}
+        for i in range(len(ids) - 1):
+            counts[(ids[i], ids[i + 1])] = counts.get((ids[i], ids[i + 1]), 0) + 1
+        return counts
+
+    assert check_pair_counts(loop_counts)
     assert check_pair_counts(lambda ids: Counter(zip(ids, ids[1:])))
 
     def drops_last(ids):
@@ -261,7 +283,14 @@ def test_pair_counts_reference_and_mistakes():
 
 
 def test_bpe_merge_reference_and_mistakes():
-    assert check_bpe_merge(ch03.merge_pair)
+    def merge_by_string(ids, pair, new_id):  # recursion instead of an index loop
+        if len(ids) < 2:
+            return list(ids)
+        if (ids[0], ids[1]) == pair:
+            return [new_id] + merge_by_string(ids[2:], pair, new_id)
+        return [ids[0]] + merge_by_string(ids[1:], pair, new_id)
+
+    assert check_bpe_merge(merge_by_string)
 
     def no_skip(ids, pair, new_id):  # replaces a match but then visits its second token again
         return [new_id if (a, b) == pair else a for a, b in zip(ids, ids[1:] + [None])]

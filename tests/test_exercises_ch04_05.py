@@ -19,7 +19,7 @@ from ptlearn.exercises.ch05 import (
     check_sentence_pair,
 )
 from ptlearn.models.gpt import filter_logits
-from ptlearn.objectives import causal_lm_shift, mask_tokens, pair_example
+from ptlearn.objectives import mask_tokens, pair_example
 
 
 def stub(*args, **kwargs):
@@ -38,9 +38,7 @@ def lm_loss(logits, labels, **kwargs):
     return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, **kwargs)
 
 
-def test_causal_lm_loss_passes_reference_and_written_out_version():
-    assert check_causal_lm_loss(causal_lm_shift).passed
-
+def test_causal_lm_loss_passes_a_written_out_version():
     def written_out(logits, labels):
         logp = logits[:, :-1].log_softmax(-1)  # [B, T-1, V]
         targets = labels[:, 1:]
@@ -83,8 +81,12 @@ def test_unfinished_stub_is_reported_not_raised():
 # --- chapter 04: top-k -------------------------------------------------------------------------
 
 
-def test_top_k_passes_reference_in_place_and_large_negative_fill():
-    assert check_top_k(lambda logits, k: filter_logits(logits, top_k=k)).passed
+def test_top_k_passes_sorting_in_place_and_large_negative_fill():
+    def by_sorting(logits, k):  # keep the k largest of each row, found by sorting
+        kth = logits.sort(dim=-1, descending=True).values[:, k - 1 : k]
+        return torch.where(logits >= kth, logits, torch.full_like(logits, float("-inf")))
+
+    assert check_top_k(by_sorting).passed
 
     def in_place(logits, k):  # the checker passes copies, so editing them is harmless
         return logits.masked_fill_(logits < logits.topk(k, dim=-1).values[:, -1:], float("-inf"))

@@ -23,8 +23,16 @@ def fails_with(result: CheckResult, message: str) -> bool:
 # --- replaced-token detection labels -----------------------------------------------------------
 
 
-def test_rtd_reference_passes():
-    assert check_rtd_labels(replace_and_label).passed
+def test_rtd_independent_solution_passes():
+    def per_position(original_ids, chosen, sampled_ids, attention_mask):  # one token at a time
+        corrupted, labels = original_ids.clone(), torch.zeros_like(original_ids)
+        for b, t in zip(*torch.nonzero(chosen, as_tuple=True)):
+            corrupted[b, t] = sampled_ids[b, t]
+            labels[b, t] = int(sampled_ids[b, t] != original_ids[b, t])
+        labels[attention_mask == 0] = -100
+        return corrupted, labels
+
+    assert check_rtd_labels(per_position).passed
 
 
 def test_rtd_not_implemented_and_crash_are_verdicts():
@@ -90,9 +98,26 @@ def test_rtd_wrong_return_type():
 # --- span corruption ---------------------------------------------------------------------------
 
 
-def test_span_reference_passes():
-    assert check_span_corruption(spans_to_sentinels).passed
-    assert check_span_corruption(sentinel_spans).passed  # the checker's own model of the rule
+def test_span_independent_solution_passes():
+    def by_runs(ids, noise_mask, sentinel_ids):  # group the tokens into runs first
+        inputs, targets, sentinels = [], [], iter(sentinel_ids)
+        run_start = 0
+        while run_start < len(ids):
+            run_end = run_start
+            while run_end < len(ids) and noise_mask[run_end] == noise_mask[run_start]:
+                run_end += 1
+            run = list(ids[run_start:run_end])
+            if noise_mask[run_start]:
+                s = next(sentinels)
+                inputs.append(s)
+                targets += [s] + run
+            else:
+                inputs += run
+            run_start = run_end
+        targets.append(next(sentinels))
+        return inputs, targets
+
+    assert check_span_corruption(by_runs).passed
 
 
 def test_span_mistakes_are_named():
