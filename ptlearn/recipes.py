@@ -34,7 +34,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -412,8 +412,7 @@ def build_finetune(
     torch.manual_seed(seed)
     if from_dir:
         fields_, tokenizer, encoder = _from_checkpoint(model, from_dir)
-        names = {f.name for f in fields(config_cls)}
-        config = config_cls(**{k: v for k, v in fields_.items() if k in names})
+        config = config_cls.from_dict(fields_)  # the checkpoint's own config, unknown keys refused
         classifier = model_cls(config, n_classes=len(train.classes))
         classifier.load_state_dict(encoder, strict=False)  # the head stays freshly initialised
     else:
