@@ -6,7 +6,7 @@ Everything is written out in PyTorch in small files; start reading at ``ptlearn/
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import data
+from . import data, doctor  # ptlearn.doctor() prints what this machine gives the course
 from .attention import KVCache, MultiHeadAttention, causal_mask, scaled_dot_product_attention
 from .checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from .config import BaseConfig
@@ -86,6 +86,7 @@ __all__ = [
     "bleu",
     "data",
     "describe_device",
+    "doctor",
     "get_device",
     "load_checkpoint",
     "load_model_weights",

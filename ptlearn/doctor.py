@@ -1,6 +1,6 @@
 """``ptlearn doctor``: what this machine gives the course, and what to do about each problem.
 
-Run ``ptlearn doctor`` in a terminal, or ``import ptlearn.doctor; ptlearn.doctor.doctor()`` in a
+Run ``ptlearn doctor`` in a terminal, or ``import ptlearn; ptlearn.doctor()`` in a
 notebook cell (the kernel's own environment is the one that matters there). It prints one table:
 Python, torch and CUDA/MPS, the device and AMP dtype the Trainer will use, the CPU threads the
 machine allows, memory available (cgroup-aware, so Binder's 2 GiB shows), the ipywidgets version
@@ -275,3 +275,13 @@ def main() -> int:
     """``ptlearn doctor``: print the table; exit status 1 when a row is a PROBLEM."""
     rows = doctor()
     return 1 if any(r.status == PROBLEM for r in rows) else 0
+
+
+class _CallableModule(type(sys)):
+    """``ptlearn.doctor()`` in a notebook cell prints the table (the module itself is callable)."""
+
+    def __call__(self, file=None) -> list[Check]:
+        return doctor(file)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -113,3 +113,17 @@ def test_cli_doctor_runs():
     )
     assert out.returncode in (0, 1), out.stderr
     assert "device, AMP" in out.stdout and "real weights" in out.stdout
+
+
+def test_callable_from_a_notebook_as_ptlearn_doctor():
+    import ptlearn
+
+    out = io.StringIO()
+    rows = ptlearn.doctor(out)
+    assert rows and "device, AMP" in out.getvalue()
+
+
+def test_import_ptlearn_does_not_import_transformers():
+    code = "import sys, ptlearn; ptlearn.doctor; print('transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip() == "False", out.stderr
