@@ -394,3 +394,41 @@ def student_notebook(nb: dict) -> dict:
         cells.append(cell)
     nb["cells"] = cells
     return nb
+
+
+# --- how long a chapter takes ---------------------------------------------------------------
+
+PLAN_MINUTES = re.compile(r"Plan\s+on\s+about\s+(\d+)\s+minutes")
+
+
+def time_estimate(nb: dict, wpm: int = 200, code_lines_per_minute: int = 15) -> dict:
+    """An honest reading + exercise estimate for one notebook, in minutes (run time comes on top).
+
+    Reading: the words of the markdown outside collapsed blocks at ``wpm`` (200 for technical
+    prose), plus the code cells' lines at ``code_lines_per_minute`` (they are read, not only run).
+    Exercises: the minutes an exercise's task states ("Plan on about 15 minutes"), else 8 minutes
+    for a coding exercise (a checker call) and 5 for a discussion question (an Answer block).
+    """
+    words = code_lines = exercise_minutes = planned = n_checks = n_discussions = 0
+    for cell in nb["cells"]:
+        text = cell_source(cell)
+        if cell["cell_type"] == "markdown":
+            visible = DETAILS.sub("", text)
+            words += len(re.findall(r"[A-Za-z0-9']+", visible))
+            stated = [int(m) for m in PLAN_MINUTES.findall(visible)]
+            planned += len(stated)
+            exercise_minutes += sum(stated)
+            n_discussions += sum(kind == "Answer" for kind, _ in solution_blocks(text))
+        elif cell["cell_type"] == "code":
+            code_lines += sum(1 for line in text.splitlines() if line.strip())
+            n_checks += len(set(re.findall(r"\b(check_\w+)\(", python_source(cell))))
+    exercise_minutes += 8 * max(0, n_checks - planned) + 5 * n_discussions
+    reading = words / wpm + code_lines / code_lines_per_minute
+    return {
+        "words": words,
+        "code_lines": code_lines,
+        "exercises": n_checks + n_discussions,
+        "reading_min": round(reading),
+        "exercise_min": exercise_minutes,
+        "total_min": round(reading + exercise_minutes),
+    }

@@ -143,3 +143,20 @@ def test_course_student_writes_every_notebook_without_solutions(tmp_path, capsys
         text = path.read_text()
         assert "<summary>Solution</summary>" not in text and "<summary>Answer</summary>" not in text
     assert "<summary>Hint 1</summary>" in (tmp_path / "handout" / "01_attention.ipynb").read_text()
+
+
+def test_time_estimate_counts_visible_words_code_and_exercises():
+    from ptlearn.grade import time_estimate
+
+    nb = notebook(ANSWERS["alice"])
+    nb["cells"].append(cell("markdown", " ".join(["word"] * 400) + " Plan on about\n15 minutes."))
+    nb["cells"].append(
+        cell("markdown", "<details><summary>Answer</summary>\n\nhidden words\n\n</details>")
+    )
+    estimate = time_estimate(nb, wpm=200, code_lines_per_minute=15)
+    assert estimate["words"] > 400 and "hidden" not in json.dumps(estimate)
+    assert estimate["exercises"] == 2  # one checker call, one discussion answer
+    assert estimate["exercise_min"] == 15 + 5  # the stated 15 minutes replace the default 8
+    assert estimate["total_min"] == round(
+        estimate["words"] / 200 + estimate["code_lines"] / 15 + 20
+    )
