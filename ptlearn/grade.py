@@ -126,17 +126,36 @@ def bound_names(node: ast.stmt) -> set[str]:
         return {(a.asname or a.name).split(".")[0] for a in node.names}
     targets = []
     if isinstance(node, ast.Assign):
-        targets = node.targets
+        targets = list(node.targets)  # a copy: the loop below pops from it
     elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
         targets = [node.target]
     names = set()
-    for target in targets:
-        names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+    while targets:  # names only: `recipe.config.x = 1` changes recipe, it does not bind it
+        target = targets.pop()
+        if isinstance(target, ast.Name):
+            names.add(target.id)
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            targets += target.elts
+        elif isinstance(target, ast.Starred):
+            targets.append(target.value)
     return names
 
 
 def used_names(node: ast.AST) -> set[str]:
-    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    """The names a statement reads from outside: loads minus the names bound inside it (a
+    function's parameters and locals, a loop's variable), but a name it reads and rebinds
+    (``model = model.to(device)``) counts as read."""
+    loads, stores = set(), set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Name):
+            (loads if isinstance(n.ctx, ast.Load) else stores).add(n.id)
+        elif isinstance(n, ast.arg):
+            stores.add(n.arg)
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n is not node:
+            stores.add(n.name)
+    if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+        stores -= bound_names(node)  # the statement's own targets: read before they are bound
+    return loads - stores
 
 
 def calls_checker(node: ast.stmt, checkers: set[str]) -> str | None:
@@ -196,7 +215,7 @@ def build_program(statements, call, call_source, broken, solutions) -> tuple[str
     definitions = [
         (n, s) for _, n, s in statements if not isinstance(n, (ast.Import, ast.ImportFrom))
     ]
-    pool = solutions + definitions  # the learner's later definitions win over solutions
+    pool = definitions + solutions  # solutions come last: they may build on the notebook
     renames = {}
     if solutions:
         solution_bound = set().union(*(bound_names(n) for n, _ in solutions))
@@ -209,20 +228,21 @@ def build_program(statements, call, call_source, broken, solutions) -> tuple[str
             call_source = re.sub(rf"\b{old}\b", new, call_source)
         call = ast.parse(call_source, mode="eval")
     chosen: dict[int, str] = {}
-    needed, seen = list(used_names(call)), set()
+    needed = [(name, len(pool)) for name in used_names(call)]  # (name, bound before position)
+    seen = set()
     known = set(dir(builtins))
     missing = []
     while needed:
-        name = needed.pop()
-        if name in seen or name in imported or name in known:
+        name, limit = needed.pop()
+        if (name, limit) in seen or name in imported or name in known:
             continue
-        seen.add(name)
-        for position in range(len(pool) - 1, -1, -1):
+        seen.add((name, limit))
+        for position in range(limit - 1, -1, -1):
             node, source = pool[position]
             if name in bound_names(node):
                 if position not in chosen:
                     chosen[position] = source
-                    needed += list(used_names(node) - bound_names(node))
+                    needed += [(used, position) for used in used_names(node)]
                 break
         else:
             missing.append(name)

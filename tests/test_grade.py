@@ -160,3 +160,23 @@ def test_time_estimate_counts_visible_words_code_and_exercises():
     assert estimate["total_min"] == round(
         estimate["words"] / 200 + estimate["code_lines"] / 15 + 20
     )
+
+
+def test_grade_follows_dependencies_between_exercises_and_rebindings():
+    nb = notebook(ANSWERS["alice"])
+    nb["cells"] += [
+        cell("code", "from ptlearn.exercises import check_pair_counts, use_learner\n\nsize = 3"),
+        cell("code", "size = size + 1\nunrelated = torch.zeros(10**9)  # must not run"),
+        cell("code", "mask_fn = use_learner(result, my_causal_mask, reference=None)"),
+        cell("code", "def my_pair_counts(ids):\n    n = size\n    return mask_fn(n)"),
+        cell("code", "pairs = check_pair_counts(my_pair_counts)"),
+    ]
+    program = find_exercises(nb)[-1].program
+    for needed in (
+        "result = check_causal_mask(my_causal_mask)",
+        "mask_fn = use_learner(",
+        "size = 3",
+    ):
+        assert needed in program
+    assert "size = size + 1" in program and "unrelated" not in program
+    assert program.index("size = 3") < program.index("size = size + 1")
