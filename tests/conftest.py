@@ -41,6 +41,10 @@ SLOW_FILES = {
 SLOW_TESTS = {
     "test_attention.py::test_causal_attention_never_looks_ahead_for_random_shapes",
     "test_bert.py::test_padding_never_changes_outputs_at_real_positions",
+    "test_bert.py::test_mlm_learns_to_fill_in_a_periodic_pattern",
+    "test_data.py::test_digits",
+    "test_exercises_build.py::test_training_loop_checker_names_loop_mistakes",
+    "test_exercises_build.py::test_block_checker_passes_an_independent_block_pre_and_post_norm",
     "test_training.py::test_killed_run_resumes_to_the_same_weights",
     "test_training.py::test_weight_decay_applies_only_to_matrices",
     "test_transformer.py::test_encoder_decoder_learns_reversal_with_antidiagonal_cross_attention",
