@@ -65,7 +65,43 @@ class BaseConfig:
             raise ValueError(
                 f"Unknown {cls.__name__} fields {unknown}; known fields: {sorted(known)}."
             )
-        return cls(**d)
+        config = cls(**d)
+        check_plausible_size(config)
+        return config
+
+
+# A config read from a file that plans more parameters than this is refused before any layer is
+# built: 20 billion fp32 parameters (80 GB) is far past anything this course trains or loads.
+MAX_PARAMETERS = 20 * 10**9
+
+
+def planned_parameters(config) -> int:
+    """About how many parameters ``config`` builds, counted from its sizes alone (no allocation):
+    the embedding tables plus the attention (4 C^2) and feed-forward (2 C d_ff) matrices of every
+    block, counting a block (or half of one) once where ALBERT shares it across layers."""
+    C = config.d_model
+    E = getattr(config, "d_embed", None) or C
+    embed = (config.vocab_size + config.max_len) * E
+    attention, ffn = 4 * C * C, 2 * C * config.d_ff
+    share = getattr(config, "share", "none")
+    copies = {"all": (1, 1), "attention": (1, config.n_layers), "ffn": (config.n_layers, 1)}
+    n_attn, n_ffn = copies.get(share, (config.n_layers, config.n_layers))
+    return embed + n_attn * attention + n_ffn * ffn
+
+
+def check_plausible_size(config, source: str | None = None) -> None:
+    """Refuse, before anything is allocated, a config (usually from a file) with absurd sizes."""
+    planned = planned_parameters(config)
+    if planned > MAX_PARAMETERS:
+        where = f"{source}: " if source else ""
+        sizes = ", ".join(
+            f"{k}={getattr(config, k)}" for k in ("vocab_size", "d_model", "n_layers", "d_ff")
+        )
+        raise ValueError(
+            f"{where}this {type(config).__name__} would build about {planned:.3g} parameters "
+            f"({sizes}), more than the {MAX_PARAMETERS:.0e} ptlearn accepts from a file. "
+            "The config is damaged or not meant for this model: check those fields."
+        )
 
 
 def check_positive_int(config, name: str) -> None:

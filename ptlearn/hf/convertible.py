@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import nn
 
+from ..config import check_plausible_size, planned_parameters
 from ..validation import state_dict_mismatch
 from .io import read_hf_checkpoint, resolve_pretrained_dir
 
@@ -72,10 +73,31 @@ class HFConvertible:
 
     @classmethod
     def _from_hf_parts(cls, hf_config: dict, hf_state: dict[str, Tensor], source: str) -> nn.Module:
-        config = cls.hf_converter.config_from_hf(hf_config, cls.config_class)
+        try:
+            config = cls.hf_converter.config_from_hf(hf_config, cls.config_class)
+        except KeyError as e:
+            raise ValueError(f"{source}: the HF config has no field {e}.") from None
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"{source}: {e}") from None
+        check_plausible_size(config, source)
+        check_weights_cover_config(config, hf_state, source)
         model = cls(config)
         load_state_dict_strict(model, cls.hf_converter.weights_from_hf(hf_state, config), source)
         return model.eval()
+
+
+def check_weights_cover_config(config, hf_state: dict[str, Tensor], source: str) -> None:
+    """A config that plans far more parameters than the checkpoint holds is damaged: say so before
+    building anything (a config.json with num_hidden_layers=10**9 would otherwise build layers for
+    minutes). Heads and tied tables make the two counts differ a little, never by 4x."""
+    held = sum(t.numel() for t in hf_state.values())
+    planned = planned_parameters(config)
+    if planned > 4 * held + 10**6:
+        raise ValueError(
+            f"{source}: the config plans about {planned:,} parameters (n_layers={config.n_layers}, "
+            f"d_model={config.d_model}, vocab_size={config.vocab_size}) but the weights hold "
+            f"{held:,}. The config.json does not belong to these weights (or is damaged)."
+        )
 
 
 # --- helpers every family uses -----------------------------------------------------------------
