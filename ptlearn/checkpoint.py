@@ -22,6 +22,11 @@ complete.
 Why ``weights_only=True``. ``torch.load`` unpickles, and a pickle can run any code it names. The
 trainer state therefore holds only tensors and plain Python containers, and is read with the
 restricted unpickler, so a checkpoint downloaded from a stranger cannot execute anything.
+
+Why this module is longer than 350 lines: it is the one home of everything that must not lose a
+learner's work (atomic writes with the user's umask, the two-rename swap and its recovery, the
+consistent read of a live folder, the Ctrl-C guard, the refusal of pickles): keeping these in one
+file keeps their invariants in one place.
 """
 
 from __future__ import annotations
@@ -240,7 +245,7 @@ def load_model_weights(model: torch.nn.Module, path: str | os.PathLike) -> torch
 # --- the checkpoint directory --------------------------------------------------------------------
 
 
-def _to_jsonable(config) -> dict | None:
+def to_jsonable(config) -> dict | None:
     if config is None:
         return None
     if dataclasses.is_dataclass(config):
@@ -278,11 +283,11 @@ def save_checkpoint(
     meta = {
         "format_version": FORMAT_VERSION,
         "model_class": type(model).__name__,
-        "model_config": _to_jsonable(getattr(model, "config", None)),
-        "train_config": _to_jsonable(config),
+        "model_config": to_jsonable(getattr(model, "config", None)),
+        "train_config": to_jsonable(config),
         "step": (trainer_state or {}).get("step"),
     }
-    run = _to_jsonable(
+    run = to_jsonable(
         run_identity if run_identity is not None else RUN_IDENTITY.get(path.resolve())
     )
     if run is not None:

@@ -27,6 +27,10 @@ training (``--checkpoint-every`` for every N steps instead), so a kill loses at 
 checkpoint left aside by a crash mid-swap is recovered. A run folder is locked while a run uses
 it, records what defines its run (data, tokenizer, ``--from``, preset, seed: see
 :mod:`ptlearn.runs`) and is resumed only by the same run.
+
+Why this module is longer than 350 lines: it is the whole command line (train, finetune, bench,
+course, doctor, grade, site), each subcommand a short function over the package; the one-line
+error handling that turns every known failure into a sentence lives here once for all of them.
 """
 
 from __future__ import annotations
@@ -92,10 +96,10 @@ def _budget(config, args):
 
 def _check_resumable(out: Path, model) -> None:
     """Refuse to resume a checkpoint of another shape (a different --preset or model)."""
-    from .checkpoint import _to_jsonable, read_meta
+    from .checkpoint import read_meta, to_jsonable
 
     meta = read_meta(out)
-    if meta.get("model_config") != _to_jsonable(model.config):
+    if meta.get("model_config") != to_jsonable(model.config):
         raise CLIError(
             f"{out} holds a checkpoint of a different model ({meta.get('model_class')}, "
             f"{meta.get('model_config')}). Pass --no-resume to train from scratch there, or "

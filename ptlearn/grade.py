@@ -22,6 +22,10 @@ that holds the notebook (``submissions/alice/04_gpt.ipynb`` -> ``alice``).
 :func:`student_notebook` (``ptlearn course --student DIR``) removes the collapsed solution blocks
 (``<details><summary>Solution</summary>``, and the answers of discussion questions) from a
 notebook, so that an instructor can hand out the course without them; hints stay.
+
+Why this module is longer than 350 lines: grading is one pipeline (find the checks, slice the
+notebook's definitions each needs, run each in its own process with a time limit, tabulate), and
+its parts only make sense together; the slicing alone needs the name-resolution rules above.
 """
 
 from __future__ import annotations

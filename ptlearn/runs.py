@@ -24,7 +24,7 @@ from .checkpoint import (  # noqa: F401  (StepBoundaryInterrupt: re-exported)
     META_FILE,
     WEIGHTS_FILE,
     StepBoundaryInterrupt,
-    _to_jsonable,
+    to_jsonable,
     write_error,
 )
 
@@ -98,7 +98,7 @@ def run_identity(info: dict, model_config, tokenizer=None, seed: int = 0) -> dic
         "data_sha256": data_fingerprint(info.get("data")),
         "preset": info.get("preset"),
         "seed": seed,
-        "model_config": _to_jsonable(model_config),
+        "model_config": to_jsonable(model_config),
         "tokenizer_sha256": tokenizer_fingerprint(tokenizer),
         "from": source_fingerprint(info.get("from_dir")),
     }

@@ -1,4 +1,10 @@
-"""Exercise checkers for chapter 01: attention."""
+"""Exercise checkers for chapter 01: attention.
+
+Why this module is longer than 350 lines: it holds all of chapter 01's checkers, three
+function exercises and the multi-head attention build-it, and each checker carries its own
+catalogue of wrong variants (no scale, wrong split, mask after softmax, ...) so that it can name
+the learner's mistake. Splitting it would scatter one chapter's feedback over several files.
+"""
 
 from __future__ import annotations
 

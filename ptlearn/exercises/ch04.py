@@ -6,7 +6,13 @@ The learner's GPT (the exercise's ``MyGPT``) names its parts ``tok_emb``, ``pos_
 :func:`my_gpt_state_dict` renames a :class:`ptlearn.GPT`'s weights to those names and
 :func:`gpt_state_dict_from_mine` renames them back, so weights travel both ways.
 :class:`ExerciseGPT` is ptlearn's own answer with that interface: the fallback a chapter continues
-with where the learner's model does not pass yet."""
+with where the learner's model does not pass yet.
+
+Why this module is longer than 350 lines: chapter 04 has the course's largest exercises (a whole
+GPT, its KV cache and a training loop) besides three function exercises; each checker needs its
+reference, its catalogue of typical mistakes and its weight-renaming glue, and a learner or an
+instructor looking for "what does the chapter 04 checker accept" should find it in one file.
+"""
 
 from __future__ import annotations
 

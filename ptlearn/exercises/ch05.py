@@ -1,4 +1,10 @@
-"""Exercise checkers for chapter 05: BERT (masked language modelling, sentence pairs)."""
+"""Exercise checkers for chapter 05: BERT (masked language modelling, sentence pairs).
+
+Why this module is longer than 350 lines: chapter 05's four checkers (MLM masking, sentence
+pairs, BERT's embeddings, the tied MLM head) each carry a catalogue of wrong variants to name the
+learner's mistake, plus the glue that puts the learner's modules into ptlearn's BERT; one
+chapter's feedback stays in one file.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""Exercise checkers for chapter 06: ALBERT (factorized embeddings, sentence-order pairs; Lan et al. 2019)."""
+"""Exercise checkers for chapter 06: ALBERT (factorized embeddings, sentence-order pairs; Lan et al. 2019).
+
+Why this module is longer than 350 lines: chapter 06's checkers (parameter count, SOP pairs, the
+factorized embedding, the shared encoder) each carry their catalogue of mistakes and the glue that
+puts the learner's modules into ptlearn's ALBERT; one chapter's feedback stays in one file.
+"""
 
 from __future__ import annotations
 

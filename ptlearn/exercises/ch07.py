@@ -1,4 +1,10 @@
-"""Exercise checkers for chapter 07: ViT (patches as tokens; MAE's random patch mask)."""
+"""Exercise checkers for chapter 07: ViT (patches as tokens; MAE's random patch mask).
+
+Why this module is longer than 350 lines: chapter 07 has five checkers (patchify, the patch
+mask, the patch embedding, the classifier, MAE's unshuffle), each with its catalogue of wrong
+variants (strips, column order, [CLS] at the end, positions after dropping, ...); one chapter's
+feedback stays in one file.
+"""
 
 from __future__ import annotations
 

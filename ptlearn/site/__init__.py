@@ -17,6 +17,10 @@ for), copied into the site. Nothing else is needed: no theme to download, no nod
 Notebooks are executed once: ``ptlearn site`` reuses the executed copies in ``--executed DIR``
 (CI's ``tests/test_notebooks.py`` writes them to ``build/executed/``) and executes only the
 chapters missing there, with :func:`ptlearn.execute.execute_notebook`.
+
+Why this module is longer than 350 lines: the site is one build (prepare each executed notebook,
+render it, write the pages around it, copy the assets); splitting the steps over modules would
+only add imports between functions that are used once each.
 """
 
 from __future__ import annotations

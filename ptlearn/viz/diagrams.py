@@ -10,6 +10,9 @@ markdown cell, as a ``data:`` URI (:func:`figure_cell`): it needs no file next t
 attachments (jupyterlab/jupyterlab#10464) but shows SVG data URIs.
 
 Regenerate with ``python -m ptlearn.viz.diagrams [folder]`` (default: ``docs/figures``).
+
+Why this module is longer than 350 lines: it draws seven figures, one short function each, on a
+small SVG vocabulary (box, arrow, label) at the top; the figures are data more than logic.
 """
 
 from __future__ import annotations

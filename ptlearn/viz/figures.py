@@ -155,10 +155,3 @@ def draw_token_bars(ax, tokens, values: np.ndarray, color: str = "C0"):
     )
     ax.set_ylim(0.0, max(float(np.max(values)) * 1.1, 1e-6))
     return bars
-
-
-def update_token_bars(bars, values: np.ndarray) -> None:
-    """Set new bar heights (same number of tokens) and rescale the y axis."""
-    for bar, value in zip(bars, values):
-        bar.set_height(float(value))
-    bars[0].axes.set_ylim(0.0, max(float(np.max(values)) * 1.1, 1e-6))
