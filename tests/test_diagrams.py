@@ -102,7 +102,7 @@ def test_jupyterlab_shows_every_diagram_offline(tmp_path):
     for name, (_, _, alt) in DIAGRAMS.items():
         svg = ET.parse(FIGURES / name).getroot()
         expected[alt] = (int(svg.get("width")), int(svg.get("height")))
-    with JupyterLab(root, tmp_path / "jupyter").start() as lab, sync_playwright() as pw:
+    with JupyterLab(root, tmp_path / "jupyter") as lab, sync_playwright() as pw:
         with chromium(pw) as browser:
             context, blocked = offline_context(browser, viewport={"width": 1200, "height": 900})
             page = context.new_page()
