@@ -16,6 +16,7 @@ from .framework import (
     build,
     call,
     close,
+    compare_gradients,
     copy_weights,
     diagnose,
     exercise,
@@ -456,19 +457,9 @@ def check_vit_classifier(cls) -> str:
         grad_out = torch.randn(expected.shape, generator=g)
         (got * grad_out).sum().backward()
         (expected * grad_out).sum().backward()
-        ref_grads = {k: p.grad for k, p in ref.named_parameters()}
-        mine_grads = dict(mine.named_parameters())
-        state_names = list(vit_classifier_state(ref, mine))
         ref_names = [k for k, _ in ref.named_parameters()]
-        for mine_name, ref_name in zip(state_names, ref_names):
-            p = mine_grads.get(mine_name)
-            if p is None or ref_grads[ref_name] is None:
-                continue
-            if p.grad is None:
-                raise Mistake(
-                    f"your model.{mine_name} gets no gradient: it is not used in forward, or "
-                    "the computation is cut from the graph (.detach(), .data, torch.no_grad())."
-                )
+        names = dict(zip(vit_classifier_state(ref, mine), ref_names))
+        compare_gradients(mine, ref, {}, "your model", names)
     return (
         "your ViT classifier gives ptlearn's logits with the same weights: patch embedding, "
         "pre-norm blocks, final LayerNorm, head on [CLS]."

@@ -203,12 +203,15 @@ def first_output(result, what: str) -> Tensor:
     return expect_tensor(result, what)
 
 
-def compare_gradients(mine: torch.nn.Module, ref: torch.nn.Module, inputs: dict, what: str):
+def compare_gradients(
+    mine: torch.nn.Module, ref: torch.nn.Module, inputs: dict, what: str, names=None
+):
     """After ``backward`` on both, the inputs' and parameters' gradients must agree. Outputs that
-    agree with gradients that do not mean part of the computation is cut from the graph."""
+    agree with gradients that do not mean part of the computation is cut from the graph.
+    ``names`` maps the learner's parameter names to the reference's where the two differ."""
     ref_grads = dict(ref.named_parameters())
     for name, p in mine.named_parameters():
-        r = ref_grads.get(name)
+        r = ref_grads.get(names.get(name, name) if names else name)
         if r is None or r.grad is None:
             continue
         if p.grad is None:
