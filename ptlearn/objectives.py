@@ -278,12 +278,23 @@ def fill_spans(inputs: Sequence[int], targets: Sequence[int], sentinel_ids: Sequ
 def causal_lm_shift(logits: Tensor, labels: Tensor) -> Tensor:
     """Next-token cross-entropy: the logits at position t are scored against ``labels[:, t + 1]``.
 
-    logits ``[B, T, V]``; labels ``[B, T]``, usually the input ids themselves (-100 = ignore, e.g.
-    padding). The last position has no next token and the first label no predictor, so both drop
-    out: the loss averages over the ``T - 1`` shifted pairs.
+    logits ``[B, T, V]``; labels ``[B, T]`` or ``[B, T + 1]`` (-100 = ignore, e.g. padding).
+
+    - ``[B, T]``, usually the input ids themselves (HF's convention): the last position has no
+      next token and the first label no predictor, so both drop out and the loss averages over
+      the ``T - 1`` shifted pairs. The last position is never trained.
+    - ``[B, T + 1]``: the window the inputs were cut from, one token longer (nanoGPT's way of
+      drawing ``block_size + 1`` tokens). Every one of the T positions has a target.
     """
-    shifted_logits = logits[:, :-1]  # [B, T-1, V]  predictions made at 0 .. T-2
-    shifted_labels = labels[:, 1:]  # [B, T-1]     the tokens they predict: 1 .. T-1
+    B, T = logits.shape[:2]
+    if labels.dim() != 2 or labels.size(0) != B or labels.size(1) not in (T, T + 1):
+        raise ValueError(
+            f"labels has shape {tuple(labels.shape)}; for logits of {B} rows and {T} positions "
+            f"they must be [{B}, {T}] (the inputs themselves) or [{B}, {T + 1}] (the inputs plus "
+            f"the next token)."
+        )
+    shifted_logits = logits[:, : labels.size(1) - 1]  # [B, T-1 or T, V]  predictions made
+    shifted_labels = labels[:, 1:]  # [B, T-1 or T]  the tokens they predict
     return F.cross_entropy(
         shifted_logits.flatten(0, 1), shifted_labels.flatten(), ignore_index=IGNORE_INDEX
     )

@@ -44,6 +44,19 @@ def test_loss_is_next_token_cross_entropy_and_ignores_minus_100():
     torch.testing.assert_close(partial, expected)
 
 
+def test_labels_one_token_longer_train_every_position():
+    """A window of T + 1 tokens (nanoGPT's way): the inputs are its first T, and position T - 1,
+    which HF's convention never trains, is scored against the extra token."""
+    model = tiny()
+    window = torch.randint(0, V, (B, T + 1))
+    out = model(window[:, :-1], labels=window)
+    expected = F.cross_entropy(out.logits.reshape(-1, V), window[:, 1:].reshape(-1))
+    torch.testing.assert_close(out.loss, expected)
+    out.loss.backward()
+    last_position = model.embeddings.position.weight.grad[T - 1]
+    assert last_position.abs().sum() > 0  # the last position's embedding now gets a gradient
+
+
 def test_output_at_t_has_no_gradient_from_later_inputs():
     model = tiny()
     captured = {}
@@ -146,6 +159,8 @@ def test_bad_input_gives_clear_errors():
         model(ids, attention_mask=torch.ones(B, 7))
     with pytest.raises(ValueError, match="labels has shape"):
         model(ids, labels=ids[:, :5])
+    with pytest.raises(ValueError, match="labels has shape"):
+        model(ids, labels=torch.cat([ids, ids[:, :2]], dim=1))  # two tokens too long
     with pytest.raises(ValueError, match="no segment embeddings"):
         model(ids, token_type_ids=torch.zeros_like(ids))
     with pytest.raises(ValueError, match="temperature"):

@@ -101,7 +101,8 @@ class GPT(HFConvertible, nn.Module):
         output_hidden_states: bool = False,
     ) -> ModelOutput:
         """input_ids ``[B, T]``; attention_mask ``[B, T_past + T]`` (1 = token, 0 = padding);
-        labels ``[B, T]`` (usually input_ids itself; -100 = ignore); past_key_values: the list of
+        labels ``[B, T]`` (usually input_ids itself; -100 = ignore) or ``[B, T + 1]`` (the inputs plus
+        the token after them, so the last position is trained too); past_key_values: the list of
         per-layer :class:`KVCache` returned by an earlier call with ``use_cache=True`` — it is
         extended in place. GPT has no segments: ``token_type_ids`` must stay None."""
         caches = past_key_values
@@ -120,7 +121,6 @@ class GPT(HFConvertible, nn.Module):
         logits = self.lm_head(out.last_hidden_state)  # [B, T, vocab]
         loss = None
         if labels is not None:
-            check_same_shape(labels, input_ids, "labels")
             loss = causal_lm_shift(logits, labels)  # position t predicts labels[t + 1]
         return replace(out, loss=loss, logits=logits, past_key_values=caches, extra=None)
 
