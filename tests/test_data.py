@@ -9,6 +9,7 @@ import urllib.error
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ptlearn.data import (
     AG_NEWS_CLASSES,
@@ -230,26 +231,60 @@ def test_digits():
 
 
 def test_random_lm_batch_windows():
+    """nanoGPT's get_batch: windows of block_size + 1 tokens; inputs are their first T tokens and
+    the labels the whole window, so the last input position has a next token to predict."""
     data = torch.arange(1000)
     batch = random_lm_batch(
         data, block_size=16, batch_size=4, generator=torch.Generator().manual_seed(1)
     )
-    x = batch["input_ids"]
-    assert x.shape == (4, 16) and batch["labels"] is x
-    torch.testing.assert_close(x - x[:, :1], torch.arange(16).expand(4, 16))  # contiguous windows
+    x, y = batch["input_ids"], batch["labels"]
+    assert x.shape == (4, 16) and y.shape == (4, 17)
+    torch.testing.assert_close(y - y[:, :1], torch.arange(17).expand(4, 17))  # contiguous windows
+    torch.testing.assert_close(x, y[:, :-1])
     again = random_lm_batch(data, 16, 4, torch.Generator().manual_seed(1))["input_ids"]
     torch.testing.assert_close(again, x)
     with pytest.raises(ValueError, match="block_size"):
         random_lm_batch(torch.arange(10), 10, 2)
 
 
+def test_random_lm_batch_reaches_the_last_token():
+    """With 17 tokens and block_size 16 there is exactly one window: the whole text, its last
+    token as the last label (an off-by-one start range would fail or miss it)."""
+    batch = random_lm_batch(torch.arange(17), 16, 3, torch.Generator().manual_seed(0))
+    assert batch["labels"].tolist() == [list(range(17))] * 3
+
+
+def test_random_lm_batch_trains_every_gpt_position():
+    """The batch goes straight into GPT: the loss scores all T positions, the last one included
+    (with HF's labels == input_ids the last position would get no gradient)."""
+    from ptlearn import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=50, d_model=16, n_layers=1, n_heads=2, d_ff=32, max_len=8))
+    batch = random_lm_batch(torch.randint(50, (200,)), 8, 4, torch.Generator().manual_seed(0))
+    out = model(**batch)
+    expected = F.cross_entropy(out.logits.flatten(0, 1), batch["labels"][:, 1:].flatten())
+    torch.testing.assert_close(out.loss, expected)
+    out.loss.backward()
+    assert model.embeddings.position.weight.grad[7].abs().sum() > 0  # position max_len - 1
+
+
 def test_lm_dataset():
-    ds = LMDataset(torch.arange(100), block_size=32)
+    """Evaluation windows of block_size + 1 tokens, block_size apart: each token after the
+    first is a target exactly once."""
+    data = torch.arange(100)
+    ds = LMDataset(data, block_size=32)
     assert len(ds) == 3
     assert ds[2]["input_ids"].tolist() == list(range(64, 96))
-    assert len(LMDataset(torch.arange(100), 32, stride=16)) == 5
+    assert ds[2]["labels"].tolist() == list(range(64, 97))
+    targets = [t for i in range(len(ds)) for t in ds[i]["labels"][1:].tolist()]
+    assert targets == list(range(1, 97))  # 97..99 do not fill a window
+    assert len(LMDataset(torch.arange(97), 32)) == 3 and len(LMDataset(torch.arange(96), 32)) == 2
+    assert len(LMDataset(data, 32, stride=16)) == 5
     with pytest.raises(IndexError):
         ds[3]
+    with pytest.raises(ValueError, match="more than block_size"):
+        LMDataset(torch.arange(32), 32)
 
 
 def test_dict_dataset_and_collate_pad():

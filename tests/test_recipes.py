@@ -63,8 +63,10 @@ def test_gpt_char_recipe_validates_on_the_last_tenth(data_dir):
     cut = int(len(text) * 0.9)
     g = torch.Generator().manual_seed(0)
     train, val = recipe.train_data(g), recipe.eval_data(g)
-    assert train["input_ids"].shape == (8, 32) and torch.equal(train["labels"], train["input_ids"])
-    for row in val["input_ids"]:
+    # windows of max_len + 1 characters: the inputs fill all 32 positions, each one has a target
+    assert train["input_ids"].shape == (8, 32) and train["labels"].shape == (8, 33)
+    assert torch.equal(train["labels"][:, :-1], train["input_ids"])
+    for row in val["labels"]:
         window = recipe.tokenizer.decode(row)
         assert window in text[cut:]  # every validation window comes from the held-out tail
     assert recipe.tokenizer.vocab_size == recipe.model.config.vocab_size == 65

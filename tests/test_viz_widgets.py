@@ -350,6 +350,23 @@ def test_generation_playground_greedy_colours_and_reproducible_sampling():
     assert len(box.current["steps"][0]["candidates"]) == 5
 
 
+def test_sample_steps_slides_a_window_of_max_len_tokens():
+    """Past the context the window keeps the last max_len tokens, all of them: training windows
+    are max_len + 1 tokens long, so the last position's prediction is trained too."""
+    from ptlearn import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=20, d_model=16, n_layers=1, n_heads=2, d_ff=32, max_len=6))
+    seen = []
+    model.register_forward_pre_hook(
+        lambda m, args, kw: seen.append(kw["input_ids"][0].tolist()), with_kwargs=True
+    )
+    steps = viz.sample_steps(model, [3, 4], max_new_tokens=8, seed=0)
+    text = [3, 4] + [s["id"] for s in steps]
+    assert [len(ids) for ids in seen] == [2, 3, 4, 5, 6, 6, 6, 6]
+    assert all(ids == text[: 2 + i][-6:] for i, ids in enumerate(seen))  # the newest tokens
+
+
 def test_live_monitor_collects_and_redraws():
     monitor = viz.LiveMonitor(every=2, min_interval=0.0)
     for step in range(1, 7):

@@ -3,7 +3,8 @@
 Two styles, both accepted by :class:`ptlearn.Trainer`:
 
 - a *batch function* ``fn(generator) -> dict`` that samples a fresh batch each step, nanoGPT's
-  ``get_batch``: ``functools.partial(random_lm_batch, train_ids, block_size, batch_size)``;
+  ``get_batch``: ``functools.partial(random_lm_batch, train_ids, block_size, batch_size)``
+  (windows of ``block_size + 1`` tokens, so that every position has a next token to predict);
 - a *map-style dataset* (``data[i]`` is one example dict) plus :func:`collate`, which pads the
   examples of a batch to a common length and builds the ``attention_mask``.
 """
@@ -26,43 +27,54 @@ _PAD_VALUES = {"labels": -100, "token_type_ids": 0, "attention_mask": 0}
 def random_lm_batch(
     data: Tensor, block_size: int, batch_size: int, generator: torch.Generator | None = None
 ) -> dict[str, Tensor]:
-    """``batch_size`` random windows of ``block_size`` tokens from a 1-D id tensor, nanoGPT style.
+    """``batch_size`` random windows of ``block_size + 1`` tokens from a 1-D id tensor, nanoGPT's
+    ``get_batch``.
 
-    Returns ``{"input_ids": [B, T], "labels": [B, T]}`` with ``labels`` equal to ``input_ids``:
-    the GPT model shifts internally, predicting token t+1 from tokens <= t.
+    Returns ``{"input_ids": [B, T], "labels": [B, T + 1]}`` with ``T = block_size``: the inputs are
+    the first T tokens of each window and the labels the whole window. The model scores the
+    prediction made at position t against ``labels[:, t + 1]``, so every one of the T positions,
+    the last included, has a target (with windows of T tokens and ``labels == input_ids``, HF's
+    convention, the last position would never be trained). Token-only objectives (MLM, span
+    corruption) read ``input_ids``: windows of exactly ``block_size`` tokens.
     """
     if data.dim() != 1:
         raise ValueError(f"data must be a 1-D tensor of token ids, got shape {tuple(data.shape)}.")
     if len(data) <= block_size:
-        raise ValueError(f"data has {len(data)} tokens, not more than block_size={block_size}.")
-    starts = torch.randint(len(data) - block_size + 1, (batch_size,), generator=generator)  # [B]
-    x = torch.stack([data[i : i + block_size] for i in starts.tolist()])  # [B, T]
-    return {"input_ids": x, "labels": x}
+        raise ValueError(
+            f"data has {len(data)} tokens; a window of block_size + 1 = {block_size + 1} needs more."
+        )
+    starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)  # [B]
+    windows = torch.stack([data[i : i + block_size + 1] for i in starts.tolist()])  # [B, T+1]
+    return {"input_ids": windows[:, :-1], "labels": windows}
 
 
 class LMDataset(torch.utils.data.Dataset):
-    """A 1-D id tensor cut into consecutive windows of ``block_size`` tokens (``stride`` apart).
+    """A 1-D id tensor cut into windows of ``block_size + 1`` tokens that start ``stride`` apart
+    (default ``block_size``), for evaluation: unlike :func:`random_lm_batch`, it visits the text once,
+    in order.
 
-    For evaluation: unlike :func:`random_lm_batch`, it visits the text once, in order.
-    Each item is ``{"input_ids": [T], "labels": [T]}``; torch's default collate stacks them.
+    Each item is ``{"input_ids": [T], "labels": [T + 1]}`` (T = ``block_size``), as in
+    :func:`random_lm_batch`; torch's default collate stacks them. With the default stride
+    consecutive windows share one token, so every token after the first is predicted exactly once.
     """
 
     def __init__(self, data: Tensor, block_size: int, stride: int | None = None):
-        if data.dim() != 1 or len(data) < block_size:
+        if data.dim() != 1 or len(data) <= block_size:
             raise ValueError(
-                f"data must be a 1-D tensor with at least block_size={block_size} ids, "
+                f"data must be a 1-D tensor with more than block_size={block_size} ids, "
                 f"got shape {tuple(data.shape)}."
             )
         self.data, self.block_size, self.stride = data, block_size, stride or block_size
 
     def __len__(self) -> int:
-        return (len(self.data) - self.block_size) // self.stride + 1
+        return (len(self.data) - self.block_size - 1) // self.stride + 1
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
         if not 0 <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} windows")
-        x = self.data[i * self.stride : i * self.stride + self.block_size]  # [T]
-        return {"input_ids": x, "labels": x}
+        start = i * self.stride
+        window = self.data[start : start + self.block_size + 1]  # [T+1]
+        return {"input_ids": window[:-1], "labels": window}
 
 
 class DictDataset(torch.utils.data.Dataset):

@@ -129,15 +129,17 @@ def sample_steps(
     """Generate token by token from ``model(input_ids).logits[:, -1]``; one dict per step with the
     chosen ``id``, its probability ``prob`` and the ``candidates`` ``[(id, prob), ...]`` it was
     drawn from. Probabilities are those of the distribution sampled from (after temperature and
-    filtering). Stops early at ``eos_id``; a seeded generator makes runs repeatable."""
+    filtering). Texts longer than the model's context (``max_len``) slide a window: each step reads
+    the last ``max_len`` tokens. Stops early at ``eos_id``; a seeded generator makes runs
+    repeatable."""
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}.")
     generator = torch.Generator().manual_seed(int(seed))
     limit, ids, steps = context_limit(model), list(ids), []
     for _ in range(max_new_tokens):
-        # slide a window of limit - 1 tokens: training never scores the prediction made at the last
-        # position (it has no next token), so a model's logits there are untrained
-        logits = run_model(model, ids[1 - limit :] if limit else ids).logits[0, -1].float().cpu()
+        # slide a window over the last `limit` tokens: ptlearn trains on windows of max_len + 1
+        # tokens, so every position, the last included, has learnt to predict its next token
+        logits = run_model(model, ids[-limit:] if limit else ids).logits[0, -1].float().cpu()
         nucleus = None if top_p is None or top_p >= 1 else top_p
         probs = torch.softmax(
             filter_logits(logits[None] / temperature, top_k or None, nucleus)[0], -1
