@@ -203,11 +203,15 @@ def execute_notebook(
     *,
     timeout: int = 1200,
     cgroup: CgroupLimits | None = None,
-    env: dict[str, str] | None = None,
+    env: dict[str, str | None] | None = None,
+    until: int | None = None,
 ) -> ExecutionReport:
     """Run every cell of ``src`` in a fresh kernel, stop at the first error, write the executed
     notebook to ``dst`` (also on failure) and return the report. ``timeout``: seconds per cell.
-    ``cgroup``: run the kernel inside a cgroup with these limits if one can be created."""
+    ``cgroup``: run the kernel inside a cgroup with these limits if one can be created.
+    ``env``: variables set for the kernel on top of this process's environment; ``None`` as a
+    value removes that variable (e.g. ``{"PTLEARN_DATA_DIR": None}``: a learner without one).
+    ``until``: run the cells up to this index (inclusive) only."""
     import nbformat
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
@@ -240,12 +244,13 @@ def execute_notebook(
         # (Agg) would leave every plt.show() cell without its figure, in the site's copies too
         inline = {"MPLBACKEND": "module://matplotlib_inline.backend_inline"}
         kernel_env = {**os.environ, **inline, **(env or {})}
+        kernel_env = {k: v for k, v in kernel_env.items() if v is not None}
         start = time.perf_counter()
         index = None
         try:
             with client.setup_kernel(env=kernel_env, cleanup_kc=True):  # shut it down after
                 pid = getattr(getattr(km.provisioner, "process", None), "pid", None)
-                for index, cell in enumerate(nb.cells):
+                for index, cell in enumerate(nb.cells[: None if until is None else until + 1]):
                     if cell.cell_type != "code":
                         continue
                     t0 = time.perf_counter()

@@ -154,9 +154,10 @@ def _download(name: str, source: _Source, target: Path) -> None:
 
 def _not_found_message(name: str, files: tuple[str, ...], looked: list[str], cause) -> str:
     places = "\n".join(f"  - {place}" for place in looked)
+    reason = (str(cause).strip().splitlines() or [""])[0]  # its first line: HF errors run long
     return (
         f"Could not find the '{name}' data ({', '.join(files)}). Looked in:\n{places}\n"
-        f"and the download failed: {type(cause).__name__}: {cause}\n"
+        f"and the download failed: {type(cause).__name__}: {reason}\n"
         "To fix it, either connect to the internet and run again (the data is downloaded once "
         f"into {get_cache_dir()}), or set the environment variable PTLEARN_DATA_DIR to a folder "
         f"with this layout:\n{LAYOUT}"
@@ -166,7 +167,9 @@ def _not_found_message(name: str, files: tuple[str, ...], looked: list[str], cau
 def dataset_dir(name: str) -> Path:
     """The folder holding dataset ``name``, downloading it into the cache if it is nowhere else.
 
-    Raises :class:`DataNotFoundError` when it is not found and cannot be downloaded.
+    Raises :class:`DataNotFoundError` when it is not found and cannot be downloaded: one
+    exception whose message names the cause, without the download's own traceback chained to it
+    (a notebook shows the learner one error; the cause stays in ``__context__``).
     """
     if name not in _SOURCES:
         raise ValueError(f"Unknown dataset {name!r}; choose one of {sorted(_SOURCES)}.")
@@ -182,5 +185,5 @@ def dataset_dir(name: str) -> Path:
     try:
         _download(name, source, cached)
     except Exception as err:
-        raise DataNotFoundError(_not_found_message(name, source.files, looked, err)) from err
+        raise DataNotFoundError(_not_found_message(name, source.files, looked, err)) from None
     return cached
