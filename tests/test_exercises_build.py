@@ -415,13 +415,16 @@ def learner_train(kind=None):
             if kind != "constant_lr":
                 for group in opt.param_groups:
                     group["lr"] = learner_lr(s, max_lr, warmup_steps, steps, min_lr)
-            ids = get_batch()
+            window = get_batch()  # [B, T + 1]
+            ids = window if kind == "whole_window" else window[:, :-1]
             logits = model(ids)
             V = logits.size(-1)
             if kind == "no_shift":
                 loss = F.cross_entropy(logits.reshape(-1, V), ids.reshape(-1))
-            else:
+            elif kind in ("whole_window", "last_untrained"):  # HF's labels == inputs
                 loss = F.cross_entropy(logits[:, :-1].reshape(-1, V), ids[:, 1:].reshape(-1))
+            else:  # nanoGPT: inputs window[:, :-1], targets window[:, 1:]
+                loss = F.cross_entropy(logits.reshape(-1, V), window[:, 1:].reshape(-1))
             if kind != "no_zero_grad":
                 opt.zero_grad()
             loss.backward()
@@ -452,7 +455,16 @@ def test_training_loop_checker_names_schedule_mistakes(kind):
 
 @pytest.mark.parametrize(
     "kind",
-    ["no_zero_grad", "no_clip", "constant_lr", "decay_everything", "betas", "no_shift"],
+    [
+        "no_zero_grad",
+        "no_clip",
+        "constant_lr",
+        "decay_everything",
+        "betas",
+        "no_shift",
+        "whole_window",
+        "last_untrained",
+    ],  # fmt: skip
 )
 def test_training_loop_checker_names_loop_mistakes(kind):
     result = check_training_loop(learner_train(kind), learner_lr)

@@ -39,9 +39,9 @@ def lm_loss(logits, labels, **kwargs):
 
 
 def test_causal_lm_loss_passes_a_written_out_version():
-    def written_out(logits, labels):
-        logp = logits[:, :-1].log_softmax(-1)  # [B, T-1, V]
-        targets = labels[:, 1:]
+    def written_out(logits, labels):  # labels [B, T] or [B, T + 1]
+        targets = labels[:, 1:]  # [B, T-1] or [B, T]
+        logp = logits[:, : targets.size(1)].log_softmax(-1)
         keep = targets != -100
         picked = logp.gather(-1, targets.clamp(min=0)[..., None])[..., 0]  # [B, T-1]
         return -(picked * keep).sum() / keep.sum()
@@ -69,6 +69,22 @@ def test_causal_lm_loss_names_mistakes():
         return -(picked * (targets != -100)).mean()
 
     assert_fails_with(check_causal_lm_loss(mean_over_all), m["ignored_in_mean"])
+
+
+def test_causal_lm_loss_names_labels_one_token_longer():
+    """The HF-only answer (always drop the last position) crashes on a window of T + 1 labels,
+    and the one that cuts the labels to T leaves the last position untrained: both are named."""
+    m = CAUSAL_LM_MISTAKES
+
+    def hf_only(logits, labels):
+        return lm_loss(logits[:, :-1], labels[:, 1:])
+
+    def cut_labels(logits, labels):
+        labels = labels[:, : logits.size(1)]
+        return lm_loss(logits[:, :-1], labels[:, 1:])
+
+    assert_fails_with(check_causal_lm_loss(hf_only), m["long_labels"])
+    assert_fails_with(check_causal_lm_loss(cut_labels), m["long_labels"])
 
 
 def test_unfinished_stub_is_reported_not_raised():

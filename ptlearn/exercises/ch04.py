@@ -62,14 +62,19 @@ CAUSAL_LM_MISTAKES = {
     "does this).",
     "ignored_counted": "positions labelled -100 (padding) count in your loss: skip them with "
     "F.cross_entropy(..., ignore_index=-100).",
+    "long_labels": "with labels one token longer than the logits ([B, T + 1]: the window the "
+    "inputs were cut from, as ptlearn's batches give them) every one of the T positions has a "
+    "target. The targets are labels[:, 1:]; score as many logits against them, "
+    "logits[:, :targets.size(1)], instead of always dropping the last position.",
 }
 
 
-def lm_loss_variant(logits, labels, shift=(-1, 1), reduction="mean", ignore=True, probs=False):
-    """The next-token loss with knobs that reproduce the usual mistakes."""
-    end, start = shift
-    scores = logits[:, :end] if end else logits
-    targets = labels[:, start:]
+def lm_loss_variant(logits, labels, shift=1, reduction="mean", ignore=True, probs=False):
+    """The next-token loss with knobs that reproduce the usual mistakes: position t is scored
+    against ``labels[:, t + shift]`` (``shift=0``: no shift), for every position that has one."""
+    targets = labels[:, shift:]
+    n = min(targets.size(1), logits.size(1))
+    scores, targets = logits[:, :n], targets[:, :n]
     if probs:
         scores = scores.softmax(-1)
     flat_scores, flat_targets = scores.flatten(0, 1), targets.flatten()
@@ -80,21 +85,27 @@ def lm_loss_variant(logits, labels, shift=(-1, 1), reduction="mean", ignore=True
 
 @exercise("causal LM loss")
 def check_causal_lm_loss(fn) -> str:
-    """Check ``fn(logits [B, T, V], labels [B, T]) -> loss`` (a scalar) against
-    :func:`ptlearn.objectives.causal_lm_shift`: the logits at position t are scored against
-    ``labels[:, t + 1]``, positions labelled -100 are ignored, and the loss is the mean over the
-    counted positions. Recognises the mistakes in ``CAUSAL_LM_MISTAKES``.
+    """Check ``fn(logits [B, T, V], labels) -> loss`` (a scalar) against
+    :func:`ptlearn.objectives.causal_lm_shift`, with ``labels [B, T]`` (the inputs themselves) and
+    ``[B, T + 1]`` (the window the inputs were cut from): the logits at position t are scored
+    against ``labels[:, t + 1]``, positions labelled -100 are ignored, and the loss is the mean over
+    the counted positions. Recognises the mistakes in ``CAUSAL_LM_MISTAKES``.
     """
-    from ..objectives import causal_lm_shift
-
     m, g = CAUSAL_LM_MISTAKES, torch.Generator().manual_seed(4)
-    for B, T, V, padded in [(2, 6, 11, False), (3, 9, 7, False), (4, 8, 13, True)]:
+    cases = [(2, 6, 11, 0, False), (3, 9, 7, 0, False), (4, 8, 13, 0, True)]
+    cases += [(3, 7, 9, 1, False), (2, 6, 11, 1, True)]  # labels one token longer than the logits
+    for B, T, V, extra, padded in cases:
         logits = torch.randn(B, T, V, generator=g) * 2
-        labels = torch.randint(V, (B, T), generator=g)
+        labels = torch.randint(V, (B, T + extra), generator=g)
         if padded:  # right padding, labelled -100 as the data collator does
             labels[:, T - 3 :] = -100
         inputs = describe(logits=logits, labels=labels) + (" (-100 = padding)" if padded else "")
-        got = call(fn, logits.clone(), labels.clone(), inputs=inputs)
+        try:
+            got = call(fn, logits.clone(), labels.clone(), inputs=inputs)
+        except Mistake as crash:
+            if extra:  # a fixed logits[:, :-1] meets T targets: a shape error
+                raise Mistake(f"{m['long_labels']} ({crash})") from None
+            raise
         got = expect_tensor(torch.as_tensor(got, dtype=torch.float32), "the loss")
         if got.numel() != 1:
             raise Mistake(m["not_scalar"].format(shape=list(got.shape)))
@@ -103,9 +114,11 @@ def check_causal_lm_loss(fn) -> str:
         if close(got, ref):
             continue
         counted = labels[:, 1:] != -100
+        if extra and close(got, causal_lm_shift(logits, labels[:, :T])):
+            raise Mistake(m["long_labels"])  # the last label dropped: the last position untrained
         variants = {
-            m["no_shift"]: lm_loss_variant(logits, labels, shift=(None, 0)),
-            m["wrong_direction"]: lm_loss_variant(logits[:, 1:], labels[:, :-1], shift=(None, 0)),
+            m["no_shift"]: lm_loss_variant(logits, labels, shift=0),
+            m["wrong_direction"]: lm_loss_variant(logits[:, 1:], labels, shift=0),
             m["sum"]: lm_loss_variant(logits, labels, reduction="sum"),
             m["probs"]: lm_loss_variant(logits, labels, probs=True),
             m["ignored_in_mean"]: ref * counted.sum() / counted.numel(),
@@ -114,9 +127,12 @@ def check_causal_lm_loss(fn) -> str:
         raise Mistake(
             diagnose(got, variants)
             or f"your loss is {got.item():.4f}, expected {ref.item():.4f} (the mean cross-entropy "
-            "of logits[:, :-1] against labels[:, 1:])."
+            "of the logits at each position t against labels[:, t + 1])."
         )
-    return "position t is scored against token t + 1, padding is ignored, and the loss is a mean."
+    return (
+        "position t is scored against token t + 1 (for every position when the labels are one "
+        "token longer), padding is ignored, and the loss is a mean."
+    )
 
 
 TOP_K_MISTAKES = {
@@ -582,8 +598,10 @@ def reference_train(
 ):  # fmt: skip
     """ptlearn's answer to the training-loop exercise: AdamW (weight decay on the matrices only),
     linear warm-up then cosine decay set before every step, gradients clipped to norm ``clip``.
-    ``model(input_ids)`` returns logits (or an output with ``.logits``); ``get_batch()`` returns
-    ``input_ids [B, T]``. Returns the training loss of every step."""
+    ``model(input_ids)`` returns logits (or an output with ``.logits``); ``get_batch()`` returns a
+    window of ``T + 1`` tokens, ``[B, T + 1]`` (the ``labels`` of
+    :func:`~ptlearn.data.random_lm_batch`): the model reads its first T tokens and every position
+    is scored against the token after it. Returns the training loss of every step."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
@@ -596,10 +614,10 @@ def reference_train(
         lr = reference_lr(step, max_lr, warmup_steps, steps, min_lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        input_ids = get_batch()
-        out = model(input_ids)
-        logits = getattr(out, "logits", out)
-        loss = causal_lm_shift(logits, input_ids)
+        window = get_batch()  # [B, T+1]
+        out = model(window[:, :-1])
+        logits = getattr(out, "logits", out)  # [B, T, V]
+        loss = causal_lm_shift(logits, window)  # all T positions have a target
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -635,7 +653,13 @@ TRAIN_MISTAKES = {
     "no_decay": "there is no weight decay: give the matrices weight_decay=weight_decay.",
     "betas": "AdamW's betas are not (0.9, 0.99): the exercise uses betas=(0.9, 0.99).",
     "no_shift": "the loss does not shift the labels: position t must predict token t + 1 "
-    "(your my_lm_loss, or logits[:, :-1] against input_ids[:, 1:]).",
+    "(your my_lm_loss(logits, window), or the logits against window[:, 1:]).",
+    "whole_window": "the model read the whole window: give it window[:, :-1], the first T tokens, "
+    "and score its logits against the window (my_lm_loss(logits, window)): the last token is "
+    "only a target.",
+    "last_untrained": "the loss leaves the last position out: the window is one token longer "
+    "than the model's input so that every position, the last one included, has a target. Score "
+    "the logits of window[:, :-1] against the whole window: my_lm_loss(logits, window).",
 }
 
 
@@ -660,12 +684,15 @@ def train_variant(model, batches, steps, kind, **kw):
             lr = reference_lr(step, kw["max_lr"], kw["warmup_steps"], steps, kw["min_lr"])
             for group in optimizer.param_groups:
                 group["lr"] = lr
-        ids = next(batches)
+        window = next(batches)  # [B, T+1]
+        ids = window if kind == "whole_window" else window[:, :-1]
         logits = model(ids)
         if kind == "no_shift":
             loss = F.cross_entropy(logits.flatten(0, 1), ids.flatten())
-        else:
+        elif kind in ("whole_window", "last_untrained"):  # labels == inputs: T - 1 targets
             loss = causal_lm_shift(logits, ids)
+        else:
+            loss = causal_lm_shift(logits, window)
         if kind != "no_zero_grad":
             optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -684,7 +711,8 @@ def check_training_loop(train_fn, lr_fn) -> str:
     steps on a small GPT from the same weights and the same batches as the reference, and the
     weights after it must agree. Names the mistakes in ``LR_MISTAKES`` and ``TRAIN_MISTAKES``:
     no or off-by-one warm-up, linear decay, wrong floor, no zero_grad, no clipping before the step, a
-    constant learning rate, weight decay on every parameter or none, wrong betas, no shift.
+    constant learning rate, weight decay on every parameter or none, wrong betas, no shift, the
+    whole window fed to the model, the last position left untrained.
     """
     m = LR_MISTAKES
     for max_lr, warmup, total, min_lr in [(1e-3, 10, 100, 1e-4), (6e-4, 5, 40, 0.0)]:
@@ -724,7 +752,7 @@ def check_training_loop(train_fn, lr_fn) -> str:
     torch.manual_seed(6)
     start = ExerciseGPT(config).state_dict()
     g = torch.Generator().manual_seed(6)
-    batches = [torch.randint(config.vocab_size, (4, 12), generator=g) for _ in range(8)]
+    batches = [torch.randint(config.vocab_size, (4, 13), generator=g) for _ in range(8)]  # windows
     kw = dict(max_lr=3e-2, warmup_steps=3, min_lr=1e-3, weight_decay=0.5, clip=0.05)
 
     def fresh():
@@ -734,7 +762,8 @@ def check_training_loop(train_fn, lr_fn) -> str:
 
     mine = fresh()
     queue = iter(batches)
-    losses = call(train_fn, mine, lambda: next(queue), 8, inputs="a small GPT, 8 steps", **kw)
+    inputs = "a small GPT, 8 steps, get_batch() -> windows [4, 13]"
+    losses = call(train_fn, mine, lambda: next(queue), 8, inputs=inputs, **kw)
     reference = fresh()
     queue_ref = iter(batches)
     ref_losses = reference_train(reference, lambda: next(queue_ref), 8, **kw)
