@@ -1,13 +1,14 @@
-"""Chapter 08's six pretraining objectives as tasks on one backbone size.
+"""Chapter 08's pretraining objectives as tasks on one backbone size.
 
-Each objective of :data:`OBJECTIVES` becomes a :class:`PretrainTask`: a model and a batch
-function of the same backbone shape, so that only the objective changes between runs: causal LM
-(GPT), masked LM (BERT), MLM + sentence order (ALBERT's objective, on BERT's encoder), replaced-
-token detection (ELECTRA, :mod:`ptlearn.models.electra`), span corruption (T5, on
-:class:`~ptlearn.EncoderDecoder`; the transforms are in :mod:`ptlearn.objectives`) and supervised
-pretraining on topic labels. :func:`pretrain_objective` builds each one; :func:`backbone_of`
-extracts the encoder that downstream tasks read. Evaluation (linear probe, fine-tuning,
-baselines) and the study loop are in :mod:`ptlearn.study`.
+Each objective of :data:`OBJECTIVES` becomes a :class:`PretrainTask`: a model and a batch function
+of the same backbone shape, so that only the objective changes between runs. The chapter compares
+four: causal LM (GPT, autoregressive), masked LM (BERT, autoencoding), span corruption (T5, on
+:class:`~ptlearn.EncoderDecoder`; the transforms are in :mod:`ptlearn.objectives`) and
+replaced-token detection (ELECTRA, :mod:`ptlearn.models.electra`); MLM + sentence order (ALBERT's
+objective, on BERT's encoder) and supervised pretraining on labels are built the same way.
+:func:`pretrain_objective` builds each one; :func:`backbone_of` extracts the encoder that
+downstream tasks read. Evaluation (zero-shot, linear probe, fine-tuning, baselines) and the study
+loop are in :mod:`ptlearn.study`.
 
 This is course code for one experiment, above the core: it imports models, objectives, data and
 fine-tuning, and nothing in the core imports it. The ELECTRA, span-corruption and batch names
@@ -73,7 +74,7 @@ OBJECTIVES = {
     "mlm_sop": "MLM + sentence order (ALBERT)",
     "rtd": "replaced-token detection (ELECTRA)",
     "span": "span corruption (T5)",
-    "supervised": "supervised (AG News labels)",
+    "supervised": "supervised (labels)",
 }
 
 

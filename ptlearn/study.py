@@ -1,18 +1,26 @@
-"""Chapter 08's experiment: six pretraining objectives, one backbone, one token budget.
+"""Chapter 08's experiment: four pretraining objectives on unlabelled reviews, then few labels.
 
-1. **Data.** Unlabelled in-domain text = the SST-2 training sentences (labels dropped) plus the AG
-   News training texts, shuffled into one token stream. A WordPiece vocabulary is learned from it.
-   The downstream tasks draw ``n_train`` labelled training examples and ``n_test`` test examples
-   (SST-2: the official dev set; AG News: ptlearn's test split), never seen in pretraining.
-2. **Pretraining.** Every objective of :data:`~ptlearn.pretraining.OBJECTIVES` trains the same
-   backbone size for the same number of text tokens (``pretrain_tokens``); wall time is recorded.
-3. **Evaluation**, for each pretrained backbone and for the same backbone at random init:
-   a *linear probe* (frozen features, pooled, then logistic regression) and *full fine-tuning*
-   (backbone + linear head, every weight trained), on SST-2 (2 classes) and AG News (4 classes).
-   Baselines: TF-IDF + logistic regression (scikit-learn) and the majority class.
+The testbed is the negation grammar (:mod:`ptlearn.data.grammar`), where a sentence's sentiment is
+``polarity XOR negated``: a bag of words is capped at 75%, and a network trained from scratch on a
+few dozen labels sees no single word that predicts the label (each is positive half of the time).
 
-:func:`run_study` runs it all and returns one row per objective or baseline; :func:`study_table`
-and :func:`plot_study` show the rows; :func:`aggregate` averages several seeds (mean +- std).
+1. **Unlabelled text.** ``n_reviews`` rated reviews, ``[CLS] sentence [SEP] verdict [SEP]``, with
+   the verdict word (``recommended`` / ``avoid``) following the sentence's sentiment
+   (:func:`~ptlearn.data.grammar.make_rated_reviews`). No labels, yet predicting the verdict needs
+   the negation rule. The test sentences never occur in it. A word-level WordPiece vocabulary.
+2. **Pretraining.** Every objective of ``config.objectives`` (:data:`~ptlearn.pretraining.OBJECTIVES`)
+   trains the same backbone size for the same number of text tokens (``pretrain_tokens``).
+3. **Evaluation**, on the sentiment of a sentence *alone* (no verdict; 50% negated), for each
+   pretrained backbone and the same backbone at random init, with ``n_train`` labels drawn per seed:
+   a *linear probe* (frozen pooled features + logistic regression) and *full fine-tuning*; and,
+   without any label, a *zero-shot* reading of each objective's own head (:func:`zero_shot`).
+   Baselines: TF-IDF (words and word pairs) + logistic regression on the same few labels and on
+   ``n_bow`` labels (a bag of single words is capped at 75% here), and the majority class.
+
+:func:`run_study` runs it for one seed and returns one row per objective or baseline;
+:func:`study_table` and :func:`plot_study` show the rows; :func:`aggregate` averages seeds.
+The module is over 350 lines because it is one experiment that chapter 08 reads as a whole
+(data, three evaluations, the loop, reporting); nothing else imports it.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import torch
 
 from . import data as D
 from .data.batching import encode_texts
+from .data.grammar import VERDICTS, make_grammar_corpus, make_rated_reviews
 from .finetune import SequenceClassifier, count_parameters, pool
 from .metrics import majority_baseline
 from .models import BertConfig, BertModel
@@ -35,13 +44,20 @@ from .pretraining import OBJECTIVES, pretrain_objective
 from .tokenization import HFTokenizer
 from .training import TrainConfig, Trainer, set_seed
 
-TASKS = {"sst2": D.load_sst2, "ag_news": D.load_ag_news}
 BASELINES = {
     "random": "no pretraining (random init)",
     "tfidf": "TF-IDF + logistic regression",
+    "bow_many": "TF-IDF + logistic regression, many labels",
     "majority": "majority class",
 }
-SCORES = ("sst2_probe", "sst2_finetune", "ag_news_probe", "ag_news_finetune")
+SCORES = ("zero_shot", "probe", "finetune")
+FAMILIES = {
+    "causal_lm": "autoregressive",
+    "mlm": "autoencoding",
+    "mlm_sop": "autoencoding",
+    "span": "seq2seq denoising",
+    "rtd": "discriminative",
+}
 
 
 @dataclass
@@ -49,18 +65,23 @@ class StudyConfig:
     """The sizes of one study run (the defaults are the notebook's CPU run)."""
 
     backbone: dict = field(
-        default_factory=lambda: dict(d_model=64, n_layers=2, n_heads=2, d_ff=256, max_len=48)
+        default_factory=lambda: dict(
+            d_model=32, n_layers=2, n_heads=2, d_ff=128, max_len=24, dropout=0.0
+        )
     )
-    vocab_size: int = 2000  # WordPiece vocabulary learned from the unlabelled corpus
+    vocab_size: int = 250  # WordPiece on a ~70-word language: every word is one token
+    n_reviews: int = 20_000  # unlabelled rated reviews
+    negation_rate: float = 0.2  # in the unlabelled reviews (the labelled task has 0.5)
     batch_size: int = 32  # pretraining batch (windows of max_len - 3 tokens)
-    pretrain_tokens: int = 150_000  # text tokens each objective sees
-    pretrain_lr: float = 1e-3
-    n_train: int = 2000  # labelled training examples per downstream task
-    n_test: int = 500  # test examples per downstream task
+    pretrain_tokens: int = 700_000  # text tokens each objective sees
+    pretrain_lr: float = 1e-2
+    n_train: int = 64  # labelled sentences for the probe and fine-tuning (drawn per seed)
+    n_test: int = 500  # held-out distinct sentences
+    n_bow: int = 2000  # labels for the bag-of-words ceiling
     finetune_steps: int = 100
     finetune_lr: float = 1e-3
     finetune_batch_size: int = 32
-    objectives: tuple = tuple(OBJECTIVES)
+    objectives: tuple = ("causal_lm", "mlm", "span", "rtd")
 
 
 # --- data --------------------------------------------------------------------------------------
@@ -76,31 +97,48 @@ def subset(data: D.LabeledTexts, n: int, seed: int = 0) -> D.LabeledTexts:
 
 @dataclass
 class StudyData:
-    """The unlabelled corpus as a token stream, its tokenizer, and the labelled task subsets."""
+    """The unlabelled reviews as a token stream, their tokenizer, and the labelled sentences."""
 
     tokenizer: HFTokenizer
-    stream: torch.Tensor  # 1-D ids: [CLS] text [SEP] [CLS] text [SEP] ...
-    tasks: dict  # name -> {"train": LabeledTexts, "test": LabeledTexts}
-    n_texts: int
+    stream: torch.Tensor  # 1-D ids: [CLS] sentence [SEP] verdict [SEP] [CLS] ...
+    reviews: tuple  # (sentences, verdicts) of the unlabelled text
+    pool: D.LabeledTexts  # labelled sentences the training labels are drawn from (no test one)
+    test: D.LabeledTexts  # held-out sentences, none of them in the unlabelled text
+
+    @property
+    def n_texts(self) -> int:
+        return len(self.reviews[0])
+
+
+def distinct(texts, labels, n: int) -> tuple[list[str], list[int]]:
+    """The first ``n`` distinct texts (with their labels)."""
+    seen: dict[str, int] = {}
+    for text, label in zip(texts, labels):
+        if len(seen) == n:
+            break
+        seen.setdefault(text, label)
+    return list(seen), list(seen.values())
 
 
 def load_study_data(config: StudyConfig) -> StudyData:
-    """Unlabelled text (SST-2 train sentences + AG News train texts, shuffled), a WordPiece
-    tokenizer learned on it, and ``n_train`` / ``n_test`` labelled examples per task."""
-    corpus = D.load_sst2("train").texts + D.load_ag_news("train").texts
-    corpus = [
-        corpus[i] for i in torch.randperm(len(corpus), generator=torch.Generator().manual_seed(0))
-    ]
-    tokenizer = HFTokenizer.train_wordpiece(corpus, vocab_size=config.vocab_size)
-    stream = torch.tensor([i for e in tokenizer.tokenizer.encode_batch(corpus) for i in e.ids])
-    tasks = {
-        name: {
-            "train": subset(load("train"), config.n_train),
-            "test": subset(load("test"), config.n_test),
-        }
-        for name, load in TASKS.items()
-    }
-    return StudyData(tokenizer, stream, tasks, len(corpus))
+    """Held-out test sentences, rated reviews that avoid them, a word-level tokenizer, the stream."""
+    classes = ["negative", "positive"]
+    test = D.LabeledTexts(
+        *distinct(*make_grammar_corpus(20 * config.n_test, seed=101), config.n_test), classes
+    )
+    held_out = set(test.texts)  # no test sentence among the labels either
+    drawn = make_grammar_corpus(2 * max(2000, config.n_bow), seed=202)
+    kept = [(t, y) for t, y in zip(*drawn) if t not in held_out]
+    pool = D.LabeledTexts([t for t, _ in kept], [y for _, y in kept], classes)
+    sentences, verdicts = make_rated_reviews(
+        config.n_reviews, seed=303, negation_rate=config.negation_rate, exclude=test.texts
+    )
+    reviews = [f"{s} {v}" for s, v in zip(sentences, verdicts)]
+    tokenizer = HFTokenizer.train_wordpiece(reviews + pool.texts, vocab_size=config.vocab_size)
+    stream = []
+    for sentence, verdict in zip(sentences, verdicts):  # [CLS] sentence [SEP] verdict [SEP]
+        stream += tokenizer.encode(sentence) + [tokenizer.token_to_id(verdict), tokenizer.sep_id]
+    return StudyData(tokenizer, torch.tensor(stream), (sentences, verdicts), pool, test)
 
 
 # --- evaluation --------------------------------------------------------------------------------
@@ -172,15 +210,74 @@ def finetune(backbone, pooling: str, n_classes: int, train, test, pad_id, config
     return (predict(model, test[0], pad_id) == torch.tensor(test[1])).float().mean().item()
 
 
-def tfidf_baseline(train: D.LabeledTexts, test: D.LabeledTexts) -> float:
-    """TF-IDF of words and word pairs + logistic regression: a strong bag-of-words baseline."""
+def tfidf_baseline(train: D.LabeledTexts, test: D.LabeledTexts, ngrams=(1, 2)) -> float:
+    """TF-IDF of words (and word pairs) + logistic regression: a strong bag-of-words baseline."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
+    vectorizer = TfidfVectorizer(ngram_range=ngrams, min_df=1, sublinear_tf=True)
     clf = LogisticRegression(max_iter=2000, C=10.0)
     clf.fit(vectorizer.fit_transform(train.texts), train.labels)
     return float(clf.score(vectorizer.transform(test.texts), test.labels))
+
+
+# --- zero-shot: each objective's own head, no labels --------------------------------------------
+
+
+@torch.no_grad()
+def verdict_scores(name: str, model, ids: list[list[int]], tokenizer, device="cpu") -> torch.Tensor:
+    """``[N, 2]`` scores of the verdicts (avoid, recommended) after each ``[CLS] sentence [SEP]``,
+    read from the pretraining head of objective ``name`` — the task cast as the pretraining text:
+
+    - causal LM: the next-token logits of the two verdict words after ``[SEP]``;
+    - masked LM: the logits at a ``[MASK]`` in the verdict's place, ``... [SEP] [MASK] [SEP]``;
+    - span corruption: a sentinel in the verdict's place, ``... [SEP] <X0> [SEP]``; the decoder
+      has written ``<X0>`` and scores the next token (T5's text-to-text framing);
+    - replaced-token detection: each verdict put in place; minus the discriminator's "replaced"
+      logit (the verdict it finds more original wins).
+    """
+    model.eval().to(device)
+    verdicts = [tokenizer.token_to_id(VERDICTS[label]) for label in (0, 1)]
+    sep, pad = tokenizer.sep_id, tokenizer.pad_id
+    scores = []
+    for start in range(0, len(ids), 256):
+        rows = ids[start : start + 256]
+        if name == "causal_lm":
+            batch = D.collate([{"input_ids": x} for x in rows], pad_id=pad)
+            logits = model(input_ids=batch["input_ids"].to(device)).logits  # [B, T, V]
+            last = batch["attention_mask"].sum(1) - 1  # [B]
+            scores.append(logits[torch.arange(len(rows)), last][:, verdicts].cpu())
+        elif name in ("mlm", "mlm_sop"):
+            batch = D.collate([{"input_ids": x + [tokenizer.mask_id, sep]} for x in rows], pad)
+            logits = model(input_ids=batch["input_ids"].to(device)).logits  # [B, T, V]
+            at = batch["attention_mask"].sum(1) - 2  # [B]  the [MASK]
+            scores.append(logits[torch.arange(len(rows)), at][:, verdicts].cpu())
+        elif name == "span":
+            x0 = model.config.vocab_size - 16  # the first sentinel (16 extra ids, see pretraining)
+            batch = D.collate([{"input_ids": x + [x0, sep, sep]} for x in rows], pad)
+            dec = torch.tensor([[pad, x0]] * len(rows), device=device)  # [B, 2]
+            logits = model(input_ids=batch["input_ids"].to(device), decoder_input_ids=dec).logits
+            scores.append(logits[:, 1, verdicts].cpu())  # [B, 2]
+        elif name == "rtd":
+            per_verdict = []
+            for v in verdicts:
+                batch = D.collate([{"input_ids": x + [v, sep]} for x in rows], pad)
+                mask = batch["attention_mask"].to(device)
+                replaced = model(
+                    input_ids=batch["input_ids"].to(device), attention_mask=mask
+                ).logits
+                per_verdict.append(-replaced[torch.arange(len(rows)), mask.sum(1) - 2].cpu())
+            scores.append(torch.stack(per_verdict, dim=1))
+        else:
+            raise ValueError(f"no zero-shot reading for objective {name!r}.")
+    return torch.cat(scores)
+
+
+def zero_shot(name: str, model, data: StudyData, max_len: int, device="cpu") -> float:
+    """Accuracy of the verdict the pretrained model prefers, as the sentiment of each test sentence."""
+    ids = encode_texts(data.tokenizer, data.test.texts, max_len - 3)  # room for the verdict
+    preds = verdict_scores(name, model, ids, data.tokenizer, device).argmax(1)
+    return (preds == torch.tensor(data.test.labels)).float().mean().item()
 
 
 # --- the study ---------------------------------------------------------------------------------
@@ -205,25 +302,27 @@ def pretrain(task, config: StudyConfig, device, seed: int) -> dict:
     )  # fmt: skip
 
 
+def few_labels(data: StudyData, config: StudyConfig, seed: int) -> D.LabeledTexts:
+    """The ``n_train`` labelled sentences of one seed (each seed draws its own)."""
+    return subset(data.pool, config.n_train, seed=seed)
+
+
 def evaluate_backbone(backbone, pooling: str, data: StudyData, config, device, seed) -> dict:
-    """Linear probe and fine-tuning accuracy on every task."""
-    scores, pad_id = {}, data.tokenizer.pad_id
-    max_len = config.backbone["max_len"]
-    for name, split in data.tasks.items():
-        train = (encode_texts(data.tokenizer, split["train"].texts, max_len), split["train"].labels)
-        test = (encode_texts(data.tokenizer, split["test"].texts, max_len), split["test"].labels)
-        n_classes = len(split["train"].classes)
-        scores[f"{name}_probe"] = linear_probe(backbone, pooling, train, test, pad_id)
-        scores[f"{name}_finetune"] = finetune(
-            backbone, pooling, n_classes, train, test, pad_id, config, device, seed
-        )
-    return scores
+    """Linear probe and fine-tuning accuracy with the seed's few labels."""
+    max_len, pad_id = config.backbone["max_len"], data.tokenizer.pad_id
+    labelled = few_labels(data, config, seed)
+    train = (encode_texts(data.tokenizer, labelled.texts, max_len), labelled.labels)
+    test = (encode_texts(data.tokenizer, data.test.texts, max_len), data.test.labels)
+    return dict(
+        probe=linear_probe(backbone, pooling, train, test, pad_id),
+        finetune=finetune(backbone, pooling, 2, train, test, pad_id, config, device, seed),
+    )
 
 
 def run_objective(name, data: StudyData, config: StudyConfig, device="cpu", seed: int = 0) -> dict:
     """Pretrain one objective (or, for ``"random"``, nothing) and evaluate its backbone."""
     set_seed(seed)  # the same initialisation stream for every objective
-    row = {"objective": name, "label": OBJECTIVES.get(name) or BASELINES[name]}
+    row = {"objective": name, "label": OBJECTIVES.get(name) or BASELINES[name], "seed": seed}
     if name == "random":
         bert = BertConfig(**config.backbone, vocab_size=data.tokenizer.vocab_size)
         backbone, pooling = BertModel(bert).to(device), "mean"
@@ -231,37 +330,32 @@ def run_objective(name, data: StudyData, config: StudyConfig, device="cpu", seed
     else:
         task = pretrain_objective(
             name, config.backbone, data.tokenizer, stream=data.stream,
-            labeled=supervised_data(data, config) if name == "supervised" else None,
             batch_size=config.batch_size,
         )  # fmt: skip
         row.update(pretrain(task, config, device, seed))
+        row["zero_shot"] = zero_shot(name, task.model, data, config.backbone["max_len"], device)
         backbone, pooling = task.backbone(), task.pooling
     row.update(params=count_parameters(backbone), pooling=pooling)
     row.update(evaluate_backbone(backbone, pooling, data, config, device, seed))
     return row
 
 
-def supervised_data(data: StudyData, config: StudyConfig):
-    """Supervised pretraining data: AG News's full training split (6,000 articles), tokenized."""
-    texts = D.load_ag_news("train")
-    return encode_texts(data.tokenizer, texts.texts, config.backbone["max_len"]), texts.labels
-
-
-def baseline_rows(data: StudyData) -> list[dict]:
-    """TF-IDF + logistic regression and the majority class (no pretraining, no network)."""
-    rows = []
-    for name, fn in (("tfidf", tfidf_baseline), ("majority", majority_baseline)):
-        row = {"objective": name, "label": BASELINES[name]}
-        for task, split in data.tasks.items():
-            acc = fn(split["train"], split["test"])
-            row[f"{task}_probe"] = acc
-            row[f"{task}_finetune"] = acc if name == "majority" else None
-        rows.append(row)
-    return rows
+def baseline_rows(data: StudyData, config: StudyConfig, seed: int) -> list[dict]:
+    """TF-IDF on the seed's few labels and on ``n_bow`` labels, and the majority class."""
+    few = few_labels(data, config, seed)
+    many = subset(data.pool, config.n_bow, seed=seed)
+    scores = {
+        "tfidf": tfidf_baseline(few, data.test),
+        "bow_many": tfidf_baseline(many, data.test),
+        "majority": majority_baseline(few, data.test),
+    }
+    return [
+        {"objective": k, "label": BASELINES[k], "seed": seed, "probe": v} for k, v in scores.items()
+    ]
 
 
 def run_study(config: StudyConfig, data: StudyData | None = None, device="cpu", seed=0, log=print):
-    """Every objective, the random-init backbone and the two baselines: a list of row dicts."""
+    """Every objective, the random-init backbone and the baselines for one seed: row dicts."""
     data = data or load_study_data(config)
     rows = []
     for name in (*config.objectives, "random"):
@@ -269,8 +363,8 @@ def run_study(config: StudyConfig, data: StudyData | None = None, device="cpu", 
         rows.append(run_objective(name, data, config, device, seed))
         if log:
             seconds = time.perf_counter() - start
-            log(f"{rows[-1]['label']:<36} {format_scores(rows[-1])}  ({seconds:.0f} s)")
-    return rows + baseline_rows(data)
+            log(f"seed {seed} {rows[-1]['label']:<36} {format_scores(rows[-1])}  ({seconds:.0f} s)")
+    return rows + baseline_rows(data, config, seed)
 
 
 # --- reporting ---------------------------------------------------------------------------------
@@ -289,17 +383,18 @@ def _cell(value, std=None, fmt="{:.1f}", scale=100.0) -> str:
 
 def study_table(rows: list[dict]) -> str:
     """A Markdown table: accuracies in %, parameters, tokens, pretraining wall and CPU seconds
-    (CPU time counts every thread; keys ending in ``_std``, from :func:`aggregate`, add ± std)."""
+    (CPU time counts every thread; keys ending in ``_std``, from :func:`aggregate`, add ± std).
+    A baseline's one number is in the probe column (it reads the few labels directly)."""
     lines = [
-        "| objective | params (pretraining) | tokens seen | pretrain s (wall) | pretrain s (CPU) "
-        "| SST-2 probe | SST-2 fine-tune | AG News probe | AG News fine-tune |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| objective | family | params (pretraining) | tokens seen | pretrain s (CPU) "
+        "| zero-shot (no labels) | probe | fine-tune |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         cells = [
-            _cell(r.get("pretrain_params"), fmt="{:.2f}M", scale=1e-6),
+            FAMILIES.get(r["objective"], "—"),
+            _cell(r.get("pretrain_params"), fmt="{:.3f}M", scale=1e-6),
             _cell(r.get("tokens"), fmt="{:,.0f}", scale=1),
-            _cell(r.get("pretrain_s"), r.get("pretrain_s_std"), fmt="{:.0f}", scale=1),
             _cell(r.get("pretrain_cpu_s"), r.get("pretrain_cpu_s_std"), fmt="{:.0f}", scale=1),
             *(_cell(r.get(k), r.get(f"{k}_std")) for k in SCORES),
         ]
@@ -312,51 +407,59 @@ AVERAGED = ("tokens", "pretrain_s", "pretrain_cpu_s", "final_loss", *SCORES)
 
 def aggregate(runs: list[list[dict]]) -> list[dict]:
     """The rows of several seeds -> one row per objective: the mean of each number in
-    :data:`AVERAGED` and its sample standard deviation as ``key_std``; other fields from the
-    first seed (loss curves dropped)."""
+    :data:`AVERAGED` and its sample standard deviation as ``key_std``; ``key_seeds`` keeps every
+    seed's value; other fields from the first seed (loss curves dropped)."""
     out = []
     for rows in zip(*runs):
-        row = {k: v for k, v in rows[0].items() if k != "loss_curve"}
+        row = {k: v for k, v in rows[0].items() if k not in ("loss_curve", "seed")}
         for key in AVERAGED:
             values = [r.get(key) for r in rows]
             if all(isinstance(v, (int, float)) for v in values):
                 row[key] = statistics.fmean(values)
                 row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+                row[f"{key}_seeds"] = values
         row["seeds"] = len(rows)
         out.append(row)
     return out
 
 
+def margins_over_random(runs: list[list[dict]], key: str = "finetune") -> dict[str, list[float]]:
+    """Per objective, its accuracy minus random init's on the same seed (same labels, same
+    fine-tuning): the paired gains the chapter's check asserts."""
+    gains: dict[str, list[float]] = {}
+    for rows in runs:
+        by = {r["objective"]: r for r in rows}
+        for name, r in by.items():
+            if name in OBJECTIVES and r.get(key) is not None:
+                gains.setdefault(name, []).append(r[key] - by["random"][key])
+    return gains
+
+
 def plot_study(rows: list[dict], title: str = "accuracy by pretraining objective"):
-    """Grouped bars: one group per objective, one bar per (task, probe / fine-tune)."""
+    """Bars per objective (zero-shot, probe, fine-tune; ± std when aggregated), with the random-init
+    fine-tuning, TF-IDF and bag-of-words ceiling as reference lines."""
     import matplotlib.pyplot as plt
     import numpy as np
 
-    shown = [r for r in rows if r["objective"] != "majority"]
-    majority = next((r for r in rows if r["objective"] == "majority"), None)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=False)
+    by = {r["objective"]: r for r in rows}
+    shown = [r for r in rows if r["objective"] in OBJECTIVES or r["objective"] == "random"]
+    fig, ax = plt.subplots(figsize=(9, 4))
     x = np.arange(len(shown))
-    for ax, task, name in zip(axes, ("sst2", "ag_news"), ("SST-2", "AG News")):
-        for j, mode in enumerate(("probe", "finetune")):
-            key = f"{task}_{mode}"
-            vals = [100 * (r.get(key) or math.nan) for r in shown]
-            errs = [100 * (r.get(f"{key}_std") or 0.0) for r in shown]
-            ax.bar(
-                x + (j - 0.5) * 0.38,
-                vals,
-                0.38,
-                yerr=errs,
-                label=mode.replace("finetune", "fine-tune"),
-            )
-        if majority:
-            ax.axhline(
-                100 * majority[f"{task}_probe"], color="gray", ls="--", lw=1, label="majority class"
-            )
-        ax.set_xticks(
-            x, [r["label"].split(" (")[0] for r in shown], rotation=35, ha="right", fontsize=8
-        )
-        ax.set(title=name, ylabel="test accuracy (%)", ylim=(0, 118))  # headroom for the legend
-        ax.legend(fontsize=8, ncol=3, loc="upper left")
-    fig.suptitle(title)
+    for j, key in enumerate(SCORES):
+        vals = [100 * (r.get(key) if r.get(key) is not None else math.nan) for r in shown]
+        errs = [100 * (r.get(f"{key}_std") or 0.0) for r in shown]
+        ax.bar(x + (j - 1) * 0.27, vals, 0.27, yerr=errs, label=key.replace("_", "-"))
+    lines = (
+        ("tfidf", "probe", "TF-IDF, same labels", ":"),
+        ("bow_many", "probe", "TF-IDF, many labels", "--"),
+    )
+    for name, key, label, style in lines:
+        if name in by:
+            ax.axhline(100 * by[name][key], color="gray", ls=style, lw=1, label=label)
+    ax.set_xticks(
+        x, [r["label"].split(" (")[0] for r in shown], rotation=20, ha="right", fontsize=8
+    )
+    ax.set(title=title, ylabel="test accuracy (%)", ylim=(0, 118))  # headroom for the legend
+    ax.legend(fontsize=8, ncol=3, loc="upper left")
     fig.tight_layout()
     return fig

@@ -159,11 +159,10 @@ def test_encode_texts_keeps_sep_when_cutting(corpus):
 def test_majority_baseline_and_aggregate():
     train, test = LabeledTexts(["a"] * 3, [1, 1, 0]), LabeledTexts(["b"] * 4, [1, 0, 0, 0])
     assert majority_baseline(train, test) == 0.25
-    rows = [
-        [{"objective": "mlm", "label": "MLM", "tokens": 10, "sst2_probe": p}] for p in (0.6, 0.8)
-    ]
+    rows = [[{"objective": "mlm", "label": "MLM", "tokens": 10, "probe": p}] for p in (0.6, 0.8)]
     (row,) = aggregate(rows)
-    assert row["sst2_probe"] == pytest.approx(0.7) and row["sst2_probe_std"] == pytest.approx(
+    assert row["probe"] == pytest.approx(0.7) and row["probe_std"] == pytest.approx(
         0.1414, abs=1e-3
     )
+    assert row["probe_seeds"] == [0.6, 0.8]
     assert "70.0 ± 14.1" in study_table([row])

@@ -20,13 +20,24 @@ each other, so at most three of the four cases can be right: accuracy <= 1 - neg
 
 ``make_grammar_documents`` strings such sentences into short reviews (a topic, an opening, ordered
 remarks, a verdict) for next-sentence (NSP) and sentence-order (SOP) prediction.
+
+``make_rated_reviews`` pairs each sentence with the reviewer's verdict word (``recommended`` or
+``avoid``, :data:`VERDICTS`), which follows the sentence's label: unlabelled text in which the
+sentiment is *latent*. Nobody labels anything, yet a model that predicts the verdict from the
+sentence must learn the negation rule — chapter 08's testbed for pretraining objectives.
 """
 
 from __future__ import annotations
 
 import random
 
-__all__ = ["make_grammar_corpus", "make_grammar_documents", "sentiment_label"]
+__all__ = [
+    "VERDICTS",
+    "make_grammar_corpus",
+    "make_grammar_documents",
+    "make_rated_reviews",
+    "sentiment_label",
+]
 
 POSITIVE_ADJECTIVES = "good great wonderful excellent brilliant fun charming moving clever".split()
 NEGATIVE_ADJECTIVES = "bad boring awful terrible dull weak poor silly bland".split()
@@ -57,6 +68,7 @@ TOPICS = {
 }
 DAYS = "monday tuesday wednesday thursday friday saturday sunday week night".split()
 ORDER_MARKERS = ["first", "then", "after that", "later"]  # remark i starts with marker min(i, 3)
+VERDICTS = {1: "recommended", 0: "avoid"}  # label -> the verdict word of a rated review
 
 
 def sentiment_label(text: str) -> int:
@@ -126,3 +138,31 @@ def make_grammar_documents(
         )
     rng = random.Random(seed)
     return [_document(rng, min_sentences, max_sentences) for _ in range(n_docs)]
+
+
+def make_rated_reviews(
+    n: int, seed: int = 0, negation_rate: float = 0.2, exclude=()
+) -> tuple[list[str], list[str]]:
+    """``n`` unlabelled rated reviews: ``(sentences, verdicts)``, the verdict word of each sentence
+    (:data:`VERDICTS`) following its :func:`sentiment_label`.
+
+    Negation is rarer than in :func:`make_grammar_corpus` by default (20%, as in real reviews), so
+    a word's polarity mostly predicts the verdict and the negation rule is the exception to learn.
+    Sentences in ``exclude`` (e.g. a held-out test set) are never drawn; the grammar has about
+    4,400 distinct sentences, so ``exclude`` must leave some.
+    """
+    if not 0.0 <= negation_rate <= 1.0:
+        raise ValueError(f"negation_rate must be in [0, 1], got {negation_rate}.")
+    rng, exclude = random.Random(seed), set(exclude)
+    sentences: list[str] = []
+    draws = 0
+    while len(sentences) < n:
+        draws += 1
+        if draws > 100 * n + 1000:  # an exclude set covering (nearly) the whole grammar
+            raise ValueError(
+                f"could not draw {n} reviews outside the {len(exclude)} excluded sentences."
+            )
+        sentence = _sentence(rng, NOUNS, rng.random() < negation_rate)
+        if sentence not in exclude:
+            sentences.append(sentence)
+    return sentences, [VERDICTS[sentiment_label(s)] for s in sentences]
