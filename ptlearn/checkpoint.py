@@ -325,8 +325,9 @@ def save_checkpoint(
 def _swap_in(tmp: Path, path: Path) -> None:
     """Replace directory ``path`` by the complete directory ``tmp``; keep the old one until done.
 
-    A reader that finds no ``path`` between the two renames puts the old checkpoint back
-    (:func:`recover_checkpoint`); the rename then fails, and the writer moves it aside again."""
+    A reader that finds no ``path`` between the two renames puts the newest complete checkpoint
+    in place (:func:`recover_checkpoint`): ``tmp`` itself, and then the swap is done; or an old
+    one, and then the rename fails and the writer moves it aside again."""
     olds = []
     for _ in range(100):
         if path.exists():
@@ -336,6 +337,8 @@ def _swap_in(tmp: Path, path: Path) -> None:
             os.replace(tmp, path)
             break
         except OSError:
+            if path.exists() and not tmp.exists():
+                break  # a reader recovered tmp into place: the new checkpoint is there
             if not path.exists():
                 raise
     else:
@@ -491,20 +494,29 @@ def _identity(path: Path):
 
 
 class StepBoundaryInterrupt:
-    """A context manager for a training loop: the first Ctrl-C (SIGINT, also a notebook's
-    interrupt button) only sets :attr:`interrupted`, so the loop can finish its step, save a
-    checkpoint and stop cleanly; a second Ctrl-C raises KeyboardInterrupt at once. Inactive
-    (Ctrl-C unchanged) off the main thread, or with ``enabled=False`` (DDP ranks)."""
+    """ptlearn's one Ctrl-C guard, a context manager around a training loop: the first Ctrl-C
+    (SIGINT, also a notebook's interrupt button) only sets :attr:`interrupted`, so the loop can
+    finish its step, save a checkpoint and stop cleanly; a second Ctrl-C raises KeyboardInterrupt
+    at once. ``say`` (optional) tells the user so when the first one arrives.
 
-    def __init__(self, enabled: bool = True):
-        self.enabled, self.interrupted, self._previous = enabled, False, None
+    The Trainer's loop enters one; ``ptlearn train`` enters one around ``fit()`` (with ``say``)
+    and stops at the step's end through :class:`ptlearn.runs.StopGuard`. A guard takes Ctrl-C
+    only from Python's own handler, so the Trainer's inner one then stays out of the way: the
+    caller's stays in charge. Inactive (Ctrl-C unchanged) off the main thread, or with
+    ``enabled=False`` (DDP ranks, which must all stop alike).
+    """
+
+    def __init__(self, enabled: bool = True, say=None):
+        self.enabled, self.say = enabled, say
+        self.interrupted, self._previous = False, None
 
     def _on_sigint(self, signum, frame) -> None:
         self.interrupted = True
         signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+        if self.say is not None:
+            self.say("stopping after this step (press Ctrl-C again to abort at once)")
 
     def __enter__(self) -> StepBoundaryInterrupt:
-        # only over Python's own handler: a caller's (the CLI's) stays in charge
         if self.enabled and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             try:
                 self._previous = signal.signal(signal.SIGINT, self._on_sigint)

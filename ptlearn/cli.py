@@ -182,7 +182,13 @@ def run_recipe(recipe, args) -> dict:
     """
     import torch
 
-    from .checkpoint import CHECKPOINT_DIR, RUN_IDENTITY, recover_checkpoint
+    from .checkpoint import (
+        CHECKPOINT_DIR,
+        RUN_IDENTITY,
+        StepBoundaryInterrupt,
+        interrupted_message,
+        recover_checkpoint,
+    )
     from .recipes import save_run_files
     from .runs import RunInterrupted, StopGuard, checkpoint_seconds, run_identity
     from .training import Trainer
@@ -203,31 +209,26 @@ def run_recipe(recipe, args) -> dict:
         if rank0:
             _check_run_folder(out, identity, resume)
         RUN_IDENTITY[(out / CHECKPOINT_DIR).resolve()] = identity
-        seconds = None if args.checkpoint_every else checkpoint_seconds()
-        guard = StopGuard(seconds, say=_say)
         trainer = Trainer(
             recipe.model, config, recipe.train_data, recipe.eval_data,
             collate_fn=recipe.collate_fn, metrics=recipe.metrics, resume=resume,
-            callbacks=[guard],
         )  # fmt: skip
+        # under DDP, Ctrl-C stays the default (every rank must stop alike)
+        ctrl_c = StepBoundaryInterrupt(enabled=trainer.world_size == 1, say=_say)
+        seconds = None if args.checkpoint_every else checkpoint_seconds()
+        trainer.callbacks.append(StopGuard(seconds, ctrl_c))
         resumed_from = trainer.state.step if resume else None
         if trainer.rank == 0:
             save_run_files(recipe, out)
             if resume:
                 _say(f"resuming from {out / CHECKPOINT_DIR} at step {resumed_from}")
-        if trainer.world_size == 1:
-            guard.install()  # under DDP, Ctrl-C stays the default (every rank must stop alike)
         try:
-            trainer.fit()
+            with ctrl_c:
+                trainer.fit()
         except RunInterrupted:
-            guard.uninstall()
+            how = "Run the same command again to continue (or add --no-resume to start over)."
             path = trainer.save_checkpoint()
-            raise Interrupted(
-                f"interrupted at step {trainer.state.step}; checkpoint saved in {path}. Run the "
-                f"same command again to continue (or add --no-resume to start over)."
-            ) from None
-        finally:
-            guard.uninstall()
+            raise Interrupted(interrupted_message(trainer.state.step, path, how)) from None
         result = _summary(trainer, recipe, time.perf_counter() - start, resumed_from)
         if trainer.rank == 0:
             print(json.dumps(result), flush=True)

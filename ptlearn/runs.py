@@ -6,8 +6,9 @@
   differs, so a run folder is never resumed by a different experiment.
 - :func:`foreign_files` finds files in a folder that ptlearn would overwrite but did not write.
 - :class:`FolderLock` is an advisory lock: one process at a time per run folder.
-- :class:`StopGuard` (a Trainer callback) turns Ctrl-C into a clean stop after the step that is
-  running, and writes a checkpoint every ``seconds`` of training (a kill loses at most that).
+- :class:`StopGuard` (a Trainer callback) stops the run after the step that is running once the
+  Ctrl-C guard (:class:`~ptlearn.checkpoint.StepBoundaryInterrupt`, the Trainer's own) caught a
+  Ctrl-C, and writes a checkpoint every ``seconds`` of training (a kill loses at most that).
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import time
 from pathlib import Path
 
-from .checkpoint import (  # noqa: F401  (StepBoundaryInterrupt: re-exported)
+from .checkpoint import (
     CHECKPOINT_DIR,
     META_FILE,
     WEIGHTS_FILE,
@@ -27,6 +27,7 @@ from .checkpoint import (  # noqa: F401  (StepBoundaryInterrupt: re-exported)
     to_jsonable,
     write_error,
 )
+from .training.callbacks import Callback
 
 LOCK_FILE = ".ptlearn.lock"
 RUN_FILES = ("tokenizer.json", "recipe.json")  # what `ptlearn train` writes beside checkpoint/
@@ -259,50 +260,22 @@ def checkpoint_seconds() -> float:
         return DEFAULT_CHECKPOINT_SECONDS
 
 
-class StopGuard:
-    """A Trainer callback: a checkpoint every ``seconds`` (None: none), and Ctrl-C handled at a
-    step boundary. While :meth:`installed`, the first SIGINT only sets a flag (the running step
-    finishes, then :class:`RunInterrupted` is raised); a second SIGINT interrupts at once."""
+class StopGuard(Callback):
+    """A Trainer callback for ``ptlearn train``: a checkpoint every ``seconds`` of training (None:
+    none), and a clean stop once ``ctrl_c`` (ptlearn's one Ctrl-C guard, entered around ``fit()``)
+    has caught a Ctrl-C: at the end of the running step :class:`RunInterrupted` is raised, for the
+    command to save and say how to continue; a second Ctrl-C interrupts at once."""
 
-    def __init__(self, seconds: float | None = None, say=None):
-        self.seconds, self.say = seconds, say or (lambda message: None)
-        self.interrupted = False
+    def __init__(self, seconds: float | None, ctrl_c: StepBoundaryInterrupt):
+        self.seconds, self.ctrl_c = seconds, ctrl_c
         self._last = time.monotonic()
-        self._previous = None
 
-    def _on_sigint(self, signum, frame) -> None:
-        self.interrupted = True
-        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
-        self.say("stopping after this step (press Ctrl-C again to abort at once)")
-
-    def install(self) -> StopGuard:
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
-        except ValueError:  # not the main thread: leave Ctrl-C as it is
-            self._previous = None
-        return self
-
-    def uninstall(self) -> None:
-        if self._previous is not None:
-            try:
-                signal.signal(signal.SIGINT, self._previous)
-            except ValueError:
-                pass
-            self._previous = None
-
-    # Trainer callback hooks
     def on_train_begin(self, trainer) -> None:
         self._last = time.monotonic()
 
     def on_step_end(self, trainer, step: int, logs: dict) -> None:
-        if self.interrupted:
+        if self.ctrl_c.interrupted:
             raise RunInterrupted(f"interrupted at step {step}")
         if self.seconds is not None and time.monotonic() - self._last >= self.seconds:
             trainer.save_checkpoint()
             self._last = time.monotonic()
-
-    def on_eval_end(self, trainer, step: int, metrics: dict) -> None:
-        pass
-
-    def on_train_end(self, trainer) -> None:
-        pass

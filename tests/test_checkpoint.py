@@ -3,6 +3,7 @@
 import json
 import os
 import pickle
+import signal
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from helpers_train import TinyConfig, TinyLM, one_thread, params  # noqa: F401  
 from ptlearn import checkpoint as ckpt
 from ptlearn.checkpoint import (
     FORMAT_VERSION,
+    StepBoundaryInterrupt,
     load_checkpoint,
     load_model_weights,
     save_checkpoint,
@@ -161,6 +163,24 @@ def test_a_crash_between_the_directory_renames_recovers_the_new_checkpoint(tmp_p
     assert os.listdir(tmp_path) == ["checkpoint"]
 
 
+def test_a_reader_recovering_between_the_renames_does_not_fail_the_writer(tmp_path, monkeypatch):
+    """A reader of the live folder that finds no checkpoint between the writer's two renames puts
+    the newest complete one in place: the writer's new one. The save is then done, not failed."""
+    saved(tmp_path, step=1)
+    real_replace = os.replace
+
+    def replace(src, dst):
+        real_replace(src, dst)
+        if ".old-" in Path(dst).name:  # the old checkpoint moved aside: a reader looks now
+            assert ckpt.recover_checkpoint(tmp_path / "checkpoint")
+
+    monkeypatch.setattr(os, "replace", replace)
+    saved(tmp_path, step=2)  # used to raise "Cannot write the checkpoint"
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path)["meta"]["step"] == 2
+    assert os.listdir(tmp_path) == ["checkpoint"]
+
+
 def test_a_crash_while_writing_keeps_the_old_checkpoint(tmp_path, monkeypatch):
     saved(tmp_path, step=1)
 
@@ -175,3 +195,26 @@ def test_a_crash_while_writing_keeps_the_old_checkpoint(tmp_path, monkeypatch):
     assert load_checkpoint(tmp_path)["meta"]["step"] == 1
     saved(tmp_path, step=3)
     assert os.listdir(tmp_path) == ["checkpoint"]
+
+
+# --- the Ctrl-C guard ---------------------------------------------------------------------------
+
+
+def test_first_ctrl_c_sets_a_flag_and_says_so_the_second_interrupts_at_once():
+    said = []
+    with StepBoundaryInterrupt(say=said.append) as outer:
+        with StepBoundaryInterrupt() as inner:  # the Trainer's guard inside the command's
+            signal.raise_signal(signal.SIGINT)  # a real SIGINT: no KeyboardInterrupt yet
+            assert outer.interrupted and not inner.interrupted  # the caller's guard is in charge
+            assert said == ["stopping after this step (press Ctrl-C again to abort at once)"]
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C is back
+
+
+def test_a_disabled_guard_leaves_ctrl_c_alone():
+    with StepBoundaryInterrupt(enabled=False) as guard:  # a DDP rank
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    assert not guard.interrupted

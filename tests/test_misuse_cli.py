@@ -117,6 +117,34 @@ def test_ctrl_c_with_default_options_leaves_a_checkpoint(data_dir, tmp_path):
     assert (step_of(out) or 0) > 0 and "checkpoint saved in" in stderr
 
 
+def test_ctrl_c_in_process_stops_after_the_step_with_a_checkpoint(capsys, monkeypatch, tmp_path):
+    """The path of a terminal's Ctrl-C above, inside this process: the command's guard takes the
+    first SIGINT, the run stops at the end of that step with a checkpoint of it and one line on
+    stderr (none on stdout, which is for the JSON result), and Ctrl-C is Python's own again."""
+    from ptlearn.runs import StopGuard
+
+    on_step_end = StopGuard.on_step_end
+
+    def press_ctrl_c_at_step_2(self, trainer, step, logs):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # a real SIGINT, as the terminal sends it
+        on_step_end(self, trainer, step, logs)
+
+    monkeypatch.setattr(StopGuard, "on_step_end", press_ctrl_c_at_step_2)
+    out = tmp_path / "gpt"
+    with pytest.raises(SystemExit) as info:
+        cli.main([*GPT, "--steps", "50", "--data", "grammar", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert info.value.code == 130 and captured.out == ""
+    assert captured.err.strip().splitlines()[-2:] == [
+        "ptlearn: stopping after this step (press Ctrl-C again to abort at once)",
+        f"ptlearn: interrupted at step 2; checkpoint saved in {out / 'checkpoint'}. Run the same "
+        "command again to continue (or add --no-resume to start over).",
+    ]
+    assert step_of(out) == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_ctrl_c_before_training_starts_is_one_line(capsys, monkeypatch, tmp_path):
     import ptlearn.recipes
 
