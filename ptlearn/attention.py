@@ -93,6 +93,12 @@ class MultiHeadAttention(nn.Module):
     Self-attention: queries, keys and values all come from ``x``. Cross-attention: the queries come
     from ``x`` (the decoder) and keys/values from ``context`` (the encoder output). Heads let the
     model attend to several things at once; ``out_proj`` mixes what the heads found.
+
+    The paper's three projections W_q, W_k, W_v ``[C, C]`` are stacked into one ``qkv_proj``
+    ``[3C, C]`` (as in GPT-2 and nanoGPT): the same numbers, but self-attention computes q, k and v
+    with one matrix multiplication instead of three, which is faster. Cross-attention reads two
+    inputs: it keeps the queries of x and the keys and values of the context (the unused third of
+    each product is a little wasted arithmetic, for one simple code path).
     """
 
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
@@ -100,9 +106,7 @@ class MultiHeadAttention(nn.Module):
         if d_model % n_heads != 0:
             raise ValueError(f"n_heads={n_heads} does not divide d_model={d_model}.")
         self.n_heads, self.d_head, self.dropout = n_heads, d_model // n_heads, dropout
-        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.qkv_proj = nn.Linear(d_model, 3 * d_model, bias=bias)  # [W_q; W_k; W_v]
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
 
     def split_heads(self, x: Tensor) -> Tensor:
@@ -121,10 +125,10 @@ class MultiHeadAttention(nn.Module):
         """x: ``[B, Tq, C]``; context: ``[B, Tk, C]`` or None (self-attention); mask: bool,
         broadcastable to ``[B, H, Tq, Tk]``. Returns ``(out [B, Tq, C], weights [B, H, Tq, Tk] or None)``."""
         B, T, C = x.shape
-        source = x if context is None else context
-        q = self.split_heads(self.q_proj(x))  # [B, H, Tq, d_head]
-        k = self.split_heads(self.k_proj(source))  # [B, H, Tk, d_head]
-        v = self.split_heads(self.v_proj(source))  # [B, H, Tk, d_head]
+        q, k, v = self.qkv_proj(x).split(C, dim=-1)  # 3 x [B, Tq, C]  one matmul for all three
+        if context is not None:  # cross-attention: keys and values come from the context instead
+            _, k, v = self.qkv_proj(context).split(C, dim=-1)  # 2 x [B, Tk, C]
+        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)  # [B, H, T, d_head]
         if cache is not None:
             k, v = cache.update(k, v)  # [B, H, T_past + Tq, d_head]
         p = self.dropout if self.training else 0.0

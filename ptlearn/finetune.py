@@ -246,7 +246,7 @@ def apply_lora(
     r: int = 8,
     alpha: float = 16.0,
     dropout: float = 0.0,
-    targets: Iterable[str] = ("q_proj", "v_proj"),
+    targets: Iterable[str] = ("qkv_proj",),
     train: Iterable[str] = ("classifier",),
     layer: Callable[..., nn.Module] | None = None,
 ) -> nn.Module:
@@ -254,9 +254,12 @@ def apply_lora(
     (or in ``layer(linear, r, alpha)``, e.g. a learner's own LoRA class) and freeze everything
     else except the modules named in ``train``.
 
-    The default adapts the query and value projections of every :class:`MultiHeadAttention`, the
-    paper's choice (section 7.1); ``"k_proj"``, ``"out_proj"``, ``"fc_in"``, ``"fc_out"`` (the FFN)
-    work the same way.
+    The default adapts the attention input projections of every :class:`MultiHeadAttention`.
+    ptlearn keeps W_q, W_k and W_v stacked in one ``qkv_proj`` ``[3C, C]`` (as GPT-2 keeps them in
+    ``c_attn``), so one low-rank update ``[3C, r] @ [r, C]`` adapts all three, with ``4 r C``
+    parameters: exactly as many as the paper's choice of separate updates to W_q and W_v
+    (section 7.1, ``2 x 2 r C``). ``"out_proj"``, ``"fc_in"``, ``"fc_out"`` (the FFN) work the
+    same way.
     """
     targets = set(targets)
     freeze_except(model, train)

@@ -58,10 +58,8 @@ def test_multihead_fast_and_weights_paths_agree():
 def copy_into_torch_mha(ours: MultiHeadAttention, d_model: int, n_heads: int):
     ref = torch.nn.MultiheadAttention(d_model, n_heads, batch_first=True)
     with torch.no_grad():
-        ref.in_proj_weight.copy_(
-            torch.cat([ours.q_proj.weight, ours.k_proj.weight, ours.v_proj.weight])
-        )
-        ref.in_proj_bias.copy_(torch.cat([ours.q_proj.bias, ours.k_proj.bias, ours.v_proj.bias]))
+        ref.in_proj_weight.copy_(ours.qkv_proj.weight)  # both stack W_q, W_k, W_v in this order
+        ref.in_proj_bias.copy_(ours.qkv_proj.bias)
         ref.out_proj.weight.copy_(ours.out_proj.weight)
         ref.out_proj.bias.copy_(ours.out_proj.bias)
     return ref.eval()

@@ -248,13 +248,12 @@ class MergeableLoRA(LoRA):
         W, b, s = self.base.weight, self.base.bias, self.scaling
         delta = self.lora_B @ self.lora_A  # [out, in]
         new = {
-            None: W + s * delta,
-            "no_scaling": W + delta,
-            "inverted_scaling": W + (1 / s) * delta,
-            "transposed": W + s * (self.lora_A.T @ self.lora_B.T),
-            "no_base": s * delta,
-            "bias": W + s * delta,
-        }.get(self.merge_mistake, W + s * delta)
+            None: lambda: W + s * delta,
+            "no_scaling": lambda: W + delta,
+            "inverted_scaling": lambda: W + (1 / s) * delta,
+            "transposed": lambda: W + s * (self.lora_A.T @ self.lora_B.T).reshape(W.shape),
+            "no_base": lambda: s * delta,
+        }.get(self.merge_mistake, lambda: W + s * delta)()
         if self.merge_mistake == "side_effect":  # in place, while forward() still adds B A x
             W += s * delta
             return self.base
@@ -332,7 +331,9 @@ def test_apply_and_merge_with_a_learner_layer():
     from ptlearn.finetune import apply_lora, merge_lora
 
     model = apply_lora(tiny_classifier(), r=2, alpha=4, layer=MergeableLoRA)
-    assert sum(isinstance(m, MergeableLoRA) for m in model.modules()) == 4  # q, v x 2 layers
+    assert (
+        sum(isinstance(m, MergeableLoRA) for m in model.modules()) == 2
+    )  # one stacked qkv_proj x 2 layers
     for m in model.modules():
         if isinstance(m, MergeableLoRA):
             nn.init.normal_(m.lora_B)

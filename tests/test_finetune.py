@@ -101,7 +101,7 @@ def test_lora_starts_equal_to_the_base_model():
     model, batch = tiny_bert(), separable_batch()
     before = logits(model, batch)
     apply_lora(model, r=4)
-    assert isinstance(model.bert.encoder.layers[0].attn.q_proj, LoRALinear)
+    assert isinstance(model.bert.encoder.layers[0].attn.qkv_proj, LoRALinear)
     torch.testing.assert_close(logits(model, batch), before, rtol=0, atol=0)
 
 
@@ -109,13 +109,12 @@ def test_lora_trains_only_its_matrices_and_the_head_under_five_percent():
     cfg = dict(vocab_size=1000, d_model=128, n_layers=4, n_heads=4, d_ff=512, max_len=64)
     model = apply_lora(BertForSequenceClassification(BertConfig(**cfg)), r=8, alpha=16)
     expected = {
-        f"bert.encoder.layers.{i}.attn.{proj}.lora_{m}"
-        for i in range(4)
-        for proj in ("q_proj", "v_proj")
-        for m in "AB"
+        f"bert.encoder.layers.{i}.attn.qkv_proj.lora_{m}" for i in range(4) for m in "AB"
     } | {"classifier.weight", "classifier.bias"}
     assert trainable_names(model) == expected
     summary = trainable_summary(model)
+    # A [8, 128] and B [3 * 128, 8] per layer: as many as the paper's separate W_q and W_v updates
+    assert summary["trainable"] == 4 * 8 * (128 + 3 * 128) + 128 * 2 + 2
     assert summary["trainable"] == 4 * 2 * 8 * (128 + 128) + 128 * 2 + 2
     assert summary["percent"] < 5.0
 
@@ -123,7 +122,7 @@ def test_lora_trains_only_its_matrices_and_the_head_under_five_percent():
 def test_lora_learns_a_separable_task_and_leaves_the_base_weights_alone():
     model, batch = tiny_bert(), separable_batch()
     apply_lora(model, r=4)
-    lora = model.bert.encoder.layers[0].attn.v_proj
+    lora = model.bert.encoder.layers[0].attn.qkv_proj
     w_before = lora.base.weight.clone()
     first, last = train_steps(model, batch)
     assert last < 0.5 * first and last < 0.2
@@ -133,12 +132,12 @@ def test_lora_learns_a_separable_task_and_leaves_the_base_weights_alone():
 
 def test_lora_merged_equals_unmerged_and_unmerge_restores_the_base():
     model, batch = tiny_bert(), separable_batch()
-    apply_lora(model, r=4, targets=("q_proj", "k_proj", "v_proj", "out_proj", "fc_in"))
+    apply_lora(model, r=4, targets=("qkv_proj", "out_proj", "fc_in"))
     for m in model.modules():
         if isinstance(m, LoRALinear):
             torch.nn.init.normal_(m.lora_B, std=0.1)  # a non-zero update, as after training
     unmerged = logits(model, batch)
-    lora = model.bert.encoder.layers[1].attn.q_proj
+    lora = model.bert.encoder.layers[1].attn.qkv_proj
     w = lora.base.weight.clone()
     lora.merge()
     assert lora.merged and not torch.equal(lora.base.weight, w)
@@ -146,7 +145,7 @@ def test_lora_merged_equals_unmerged_and_unmerge_restores_the_base():
     torch.testing.assert_close(lora.base.weight, w, rtol=0, atol=1e-6)
     merge_lora(model)
     assert not any(isinstance(m, LoRALinear) for m in model.modules())
-    assert type(model.bert.encoder.layers[1].attn.q_proj) is torch.nn.Linear
+    assert type(model.bert.encoder.layers[1].attn.qkv_proj) is torch.nn.Linear
     torch.testing.assert_close(logits(model, batch), unmerged, rtol=1e-5, atol=1e-5)
 
 
@@ -154,8 +153,8 @@ def test_lora_wraps_a_shared_albert_layer_once():
     cfg = AlbertConfig(vocab_size=V, d_embed=16, d_model=32, n_layers=3, n_heads=4, d_ff=64)
     model = apply_lora(AlbertForSequenceClassification(cfg), r=2)
     layers = model.albert.encoder.layers
-    assert layers[0].attn.q_proj is layers[2].attn.q_proj  # still one shared module
-    assert sum(isinstance(m, LoRALinear) for m in model.modules()) == 2
+    assert layers[0].attn.qkv_proj is layers[2].attn.qkv_proj  # still one shared module
+    assert sum(isinstance(m, LoRALinear) for m in model.modules()) == 1
 
 
 def test_lora_rejects_targets_that_match_nothing():
@@ -244,7 +243,7 @@ def test_bitfit_trains_exactly_the_biases_and_the_head():
     model = apply_bitfit(tiny_bert())
     biases = {n for n, _ in model.named_parameters() if n.endswith(".bias")}
     assert trainable_names(model) == biases | {"classifier.weight"}
-    assert "bert.encoder.layers.0.attn.q_proj.bias" in biases
+    assert "bert.encoder.layers.0.attn.qkv_proj.bias" in biases
     assert "bert.encoder.layers.0.norm_ffn.bias" in biases
 
 

@@ -169,7 +169,7 @@ def test_mismatched_checkpoints_list_the_keys(tmp_path):
     config = json.loads((tmp_path / "gpt2" / "config.json").read_text())
     config["n_layer"] = 3  # the file now claims a layer its weights lack
     (tmp_path / "gpt2" / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match=r"missing keys: \['decoder.layers.2.attn.k_proj.bias'"):
+    with pytest.raises(ValueError, match=r"missing keys: \['decoder.layers.2.attn.out_proj.bias'"):
         GPT.from_pretrained(tmp_path / "gpt2")
     hf_vit(transformers.ViTModel, **VIT_CONFIGS["8px-p2-1ch-2L-32w"]).save_pretrained(
         tmp_path / "vit"

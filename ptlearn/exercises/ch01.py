@@ -13,6 +13,7 @@ import math
 import torch
 
 from ..attention import MultiHeadAttention, causal_mask, scaled_dot_product_attention
+from ..hf.convertible import unstack_qkv
 from .framework import (
     Mistake,
     Tensor,
@@ -292,7 +293,9 @@ def mha_variant(
         S = t.size(1)
         return t.view(B, S, H, d).transpose(1, 2) if split else t.reshape(B, H, S, d)
 
-    q, k, v = heads(m.q_proj(x)), heads(m.k_proj(source)), heads(m.v_proj(source))
+    q, k, v = m.qkv_proj(x).split(C, dim=-1)  # [B, Tq, C] each
+    _, k, v = m.qkv_proj(source).split(C, dim=-1)  # [B, Tk, C] each
+    q, k, v = heads(q), heads(k), heads(v)
     scores = q @ k.transpose(-2, -1)  # [B, H, Tq, Tk]
     scores = scores / {"d_head": math.sqrt(d), "d_model": math.sqrt(C), "none": 1.0}[scale]
     if mask is not None and mask_mode == "before":
@@ -323,8 +326,9 @@ def check_multi_head_attention(cls) -> str:
     returns ``[B, Tq, d_model]`` (or a tuple starting with it) against
     :class:`ptlearn.attention.MultiHeadAttention` with the same weights (copied in).
 
-    The learner's module must have ptlearn's parameter names: ``q_proj``, ``k_proj``, ``v_proj``,
-    ``out_proj`` (``nn.Linear(d_model, d_model)``). Self-attention, cross-attention (``context``
+    The learner's module has the paper's three projections ``q_proj``, ``k_proj``, ``v_proj`` and
+    ``out_proj`` (``nn.Linear(d_model, d_model)``); ptlearn's ``qkv_proj`` is cut into the first
+    three to copy its weights in. Self-attention, cross-attention (``context``
     ``[B, Tk, d_model]``), a causal mask and a key padding mask; outputs and gradients. Names the
     mistakes in ``MHA_MISTAKES``: missing or wrong scale, wrong head split or merge, no output
     projection, context ignored, mask ignored, inverted or applied after the softmax.
@@ -334,7 +338,7 @@ def check_multi_head_attention(cls) -> str:
         torch.manual_seed(len(str((B, Tq, Tk, C, H))))
         ref = MultiHeadAttention(C, H)
         mine = build(cls, C, H, what=f"{getattr(cls, '__name__', 'your class')}({C}, {H})")
-        copy_weights(mine, ref.state_dict(), "your module")
+        copy_weights(mine, unstack_qkv(ref.state_dict()), "your module")  # W_q, W_k, W_v
         x = torch.randn(B, Tq, C, generator=g)
         context = None if Tk is None else torch.randn(B, Tk, C, generator=g)
         mask = mha_case_mask(mask_kind, B, Tq, Tk or Tq, g)
@@ -372,7 +376,8 @@ def check_multi_head_attention(cls) -> str:
         grad_out = torch.randn(expected.shape, generator=g)
         (got * grad_out).sum().backward()
         (expected * grad_out).sum().backward()
-        compare_gradients(mine, ref, {"x": (x_mine, x_ref)}, "your module")
+        ref_grads = unstack_qkv({name: p.grad for name, p in ref.named_parameters()})
+        compare_gradients(mine, ref_grads, {"x": (x_mine, x_ref)}, "your module")
     return (
         "your module matches ptlearn's MultiHeadAttention with the same weights: self- and "
         "cross-attention, causal and padding masks, outputs and gradients."

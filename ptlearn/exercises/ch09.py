@@ -244,13 +244,13 @@ def tiny_attention(d_model: int = 16, n_heads: int = 2):
 
 @exercise("LoRA on an attention projection, merged")
 def check_lora_attention(cls) -> str:
-    """Check ``cls(base, r, alpha)`` wrapped around the query projection of a ptlearn
+    """Check ``cls(base, r, alpha)`` wrapped around the stacked q/k/v projection of a ptlearn
     :class:`~ptlearn.attention.MultiHeadAttention` against :class:`ptlearn.finetune.LoRALinear`
     with copied weights, then its ``merge()`` (a plain ``nn.Linear`` with ``W + (alpha / r) B A``).
 
     First runs :func:`check_lora_layer` (the layer on its own: frozen base, A random, B zero,
     alpha / r, gradients). Then: the learner's A and B are copied into a ptlearn ``LoRALinear``
-    (with B set to random values, as if trained) and both wrap ``q_proj`` of the same attention
+    (with B set to random values, as if trained) and both wrap ``qkv_proj`` of the same attention
     layer: outputs and gradients must agree, and only A and B may receive gradients. Finally
     ``merge()`` must return an ``nn.Linear`` whose weight and bias are the merged ones, that gives
     the attention layer the same outputs, and that leaves the LoRA layer itself unchanged.
@@ -266,14 +266,14 @@ def check_lora_attention(cls) -> str:
     m, g = MERGE_MISTAKES, torch.Generator().manual_seed(11)
     d, r, alpha = 16, 4, 8.0
     attn = tiny_attention(d)
-    base = attn.q_proj
+    base = attn.qkv_proj  # W_q, W_k, W_v stacked: [3d, d]
     W, b = base.weight.detach().clone(), base.bias.detach().clone()
-    inputs = f"base=attention.q_proj (nn.Linear({d}, {d})), r={r}, alpha={alpha}"
+    inputs = f"base=attention.qkv_proj (nn.Linear({d}, {3 * d})), r={r}, alpha={alpha}"
     torch.manual_seed(0)
     mine = call(cls, base, r=r, alpha=alpha, inputs=inputs)
-    A, B = lora_parts(mine, r, d, d)
+    A, B = lora_parts(mine, r, d, 3 * d)
     with torch.no_grad():
-        B.copy_(torch.randn(d, r, generator=g))  # as if trained
+        B.copy_(torch.randn(3 * d, r, generator=g))  # as if trained
     reference = LoRALinear(copy.deepcopy(base), r=r, alpha=alpha)
     with torch.no_grad():
         reference.lora_A.copy_(A.detach())
@@ -281,8 +281,8 @@ def check_lora_attention(cls) -> str:
     x = torch.randn(2, 5, d, generator=g)  # [B, T, C]
     mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])[:, None, None, :]  # padding
     ref_attn = copy.deepcopy(attn)
-    ref_attn.q_proj = reference
-    attn.q_proj = mine
+    ref_attn.qkv_proj = reference
+    attn.qkv_proj = mine
     want = ref_attn(x, mask=mask)[0]
     got = expect_tensor(call(lambda: attn(x, mask=mask)[0], inputs=describe(x=x)), "the output")
     if not close(got, want):
@@ -308,13 +308,13 @@ def check_lora_attention(cls) -> str:
         if not isinstance(merged, nn.Linear):
             raise Mistake(m["not_linear"].format(got=type(merged).__name__))
         Wm = merged.weight.detach()
-        if tuple(Wm.shape) != (d, d) and tuple(Wm.shape) != tuple(W.shape):
-            raise Mistake(m["shape"].format(got=list(Wm.shape), want=[d, d]))
+        if tuple(Wm.shape) != tuple(W.shape):
+            raise Mistake(m["shape"].format(got=list(Wm.shape), want=list(W.shape)))
         delta = B.detach() @ A.detach()  # [out, in]
         variants = {
             m["no_scaling"]: W + delta,
             m["inverted_scaling"]: W + r / alpha * delta,
-            m["transposed"]: W + alpha / r * delta.T,
+            m["transposed"]: W + alpha / r * delta.T.reshape(W.shape),  # [in, out] misread
             m["no_base"]: alpha / r * delta,
         }
         if not close(Wm, W + alpha / r * delta):
@@ -324,7 +324,7 @@ def check_lora_attention(cls) -> str:
         if not close(mine(x), before):
             raise Mistake(m["side_effect"])
         unmerged_out = attn(x, mask=mask)[0]
-        attn.q_proj = merged
+        attn.qkv_proj = merged
         merged_out = attn(x, mask=mask)[0]
         if not close(merged_out, unmerged_out):
             raise Mistake(m["attention"].format(diff=(merged_out - unmerged_out).abs().max()))

@@ -204,22 +204,24 @@ def first_output(result, what: str) -> Tensor:
 
 
 def compare_gradients(
-    mine: torch.nn.Module, ref: torch.nn.Module, inputs: dict, what: str, names=None
+    mine: torch.nn.Module, ref: torch.nn.Module | dict, inputs: dict, what: str, names=None
 ):
     """After ``backward`` on both, the inputs' and parameters' gradients must agree. Outputs that
     agree with gradients that do not mean part of the computation is cut from the graph.
-    ``names`` maps the learner's parameter names to the reference's where the two differ."""
-    ref_grads = dict(ref.named_parameters())
+    ``ref``: the reference module, or its gradients as ``{parameter name: gradient}``; ``names``
+    maps the learner's parameter names to the reference's where the two differ."""
+    if isinstance(ref, torch.nn.Module):
+        ref = {name: p.grad for name, p in ref.named_parameters()}
     for name, p in mine.named_parameters():
-        r = ref_grads.get(names.get(name, name) if names else name)
-        if r is None or r.grad is None:
+        r = ref.get(names.get(name, name) if names else name)
+        if r is None:
             continue
         if p.grad is None:
             raise Mistake(
                 f"{what}.{name} gets no gradient: it is not used in forward, or the computation is "
                 "cut from the graph (.detach(), .data, torch.no_grad())."
             )
-        if not close(p.grad, r.grad, atol=1e-4, rtol=1e-3):
+        if not close(p.grad, r, atol=1e-4, rtol=1e-3):
             raise Mistake(
                 f"the outputs agree but the gradient of {what}.{name} does not: part of the "
                 "computation is cut from the graph (.detach(), .data, torch.no_grad()) or "

@@ -4,7 +4,8 @@ HF BERT layer i lives at ``encoder.layer.{i}``; HF ALBERT keeps its shared layer
 ``encoder.albert_layer_groups.0.albert_layers.0`` (num_hidden_groups=1), or one per layer
 (num_hidden_groups=num_hidden_layers). The renaming is a table per layer
 (:func:`bert_layer_names`, :func:`albert_layer_names`) plus the embeddings, the pooler and the
-heads of each class; ``.weight``/``.bias`` are appended to both sides.
+heads of each class; ``.weight``/``.bias`` are appended to both sides. HF's separate query, key
+and value are then stacked into ptlearn's one ``qkv_proj`` (:func:`~ptlearn.hf.convertible.stack_qkv`).
 
 Each ptlearn class binds one converter below as its ``hf_converter`` (``BERT_MODEL``,
 ``BERT_FOR_PRETRAINING``, ...): the converter knows where that class keeps its backbone and heads,
@@ -26,6 +27,8 @@ from .convertible import (
     check_model_type,
     check_supported,
     n_classes_from_hf,
+    stack_qkv,
+    unstack_qkv,
 )
 
 Tensor = torch.Tensor
@@ -167,7 +170,8 @@ class BertConverter:
 
     def weights_from_hf(self, hf_state: dict[str, Tensor], config) -> dict[str, Tensor]:
         ignored = _ALWAYS_IGNORED + self.ignored
-        return _rename_from_hf(hf_state, self.weight_pairs(config), f"{self.model_type}.", ignored)
+        pairs, prefix = self.weight_pairs(config), f"{self.model_type}."
+        return stack_qkv(_rename_from_hf(hf_state, pairs, prefix, ignored))
 
     def to_hf(self, model: nn.Module) -> nn.Module:
         """The HF ``transformers`` twin of a ptlearn BERT (``hf_class``), holding its weights."""
@@ -175,7 +179,7 @@ class BertConverter:
 
         hf_config = transformers.BertConfig(**bert_config_to_hf(model.config))
         hf_model = getattr(transformers, self.hf_class)(hf_config)
-        hf_keys, ours = set(hf_model.state_dict()), model.state_dict()
+        hf_keys, ours = set(hf_model.state_dict()), unstack_qkv(model.state_dict())
         state = {}
         for o, h in self.weight_pairs(model.config):
             key = h if h in hf_keys else f"bert.{h}"

@@ -146,3 +146,43 @@ def rename(name: str, pairs: list[tuple[str, str]]) -> str:
     for old, new in pairs:
         name = name.replace(old, new)
     return name
+
+
+QKV_PARTS = ("q_proj", "k_proj", "v_proj")  # the rows of ptlearn's qkv_proj, in this order
+
+
+def _swap_part(name: str, old: str, new: str) -> str:
+    """``name`` with its dotted component ``old`` replaced by ``new``."""
+    return ".".join(new if part == old else part for part in name.split("."))
+
+
+def stack_qkv(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Separate ``q_proj`` / ``k_proj`` / ``v_proj`` tensors (HF BERT's and ViT's query, key and
+    value, already renamed; a learner's three projections) -> one ``qkv_proj`` tensor, rows q then
+    k then v: the layout of :class:`~ptlearn.attention.MultiHeadAttention`. A triple with a part
+    missing is left as it is, so a strict load names the missing part."""
+    out = {}
+    for name, tensor in state.items():
+        part = next((p for p in QKV_PARTS if p in name.split(".")), None)
+        if part is None:
+            out[name] = tensor
+            continue
+        triple = [_swap_part(name, part, p) for p in QKV_PARTS]
+        if not all(t in state for t in triple):
+            out[name] = tensor
+        elif part == "q_proj":
+            stacked = torch.cat([state[t] for t in triple])  # [3C, C] or [3C]
+            out[_swap_part(name, "q_proj", "qkv_proj")] = stacked
+    return out
+
+
+def unstack_qkv(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The inverse of :func:`stack_qkv`: every ``qkv_proj`` tensor cut into its three parts."""
+    out = {}
+    for name, tensor in state.items():
+        if "qkv_proj" not in name.split("."):
+            out[name] = tensor
+            continue
+        for part, rows in zip(QKV_PARTS, tensor.chunk(3, dim=0)):
+            out[_swap_part(name, "qkv_proj", part)] = rows
+    return out

@@ -2,7 +2,7 @@
 
 GPT-2 writes its linear layers as ``Conv1D``: y = x @ W + b with W of shape [in, out], the
 transpose of nn.Linear's [out, in]. Its attention packs q, k and v into one ``c_attn`` of shape
-[C, 3C], which ptlearn keeps as three projections. The LM head is tied to ``wte``.
+[C, 3C], the transpose of ptlearn's ``qkv_proj`` [3C, C]. The LM head is tied to ``wte``.
 
 ``GPT.hf_converter`` is ``GPT2``. Imports: ``ptlearn.hf.convertible``; never ``ptlearn.models``.
 """
@@ -22,6 +22,7 @@ GPT2_NAMES = [  # (HF substring, ptlearn substring), applied in this order
     ("transformer.ln_f.", "decoder.final_norm."),
     ("transformer.h.", "decoder.layers."),
     (".ln_1.", ".norm_attn."),
+    (".attn.c_attn.", ".attn.qkv_proj."),  # rows [0, C) are q, [C, 2C) k, [2C, 3C) v
     (".attn.c_proj.", ".attn.out_proj."),
     (".ln_2.", ".norm_ffn."),
     (".mlp.c_fc.", ".ffn.fc_in."),
@@ -56,7 +57,7 @@ def gpt2_config_from_hf(hf: dict, config_class: type):
 
 
 def gpt2_weights_from_hf(hf_state: dict[str, Tensor], config=None) -> dict[str, Tensor]:
-    """GPT-2 tensors under ptlearn names: Conv1D weights transposed, ``c_attn`` split in three.
+    """GPT-2 tensors under ptlearn names, Conv1D weights transposed.
     (``config`` is not needed: every name carries its layer.)"""
     state = {}
     for name, tensor in hf_state.items():
@@ -66,12 +67,7 @@ def gpt2_weights_from_hf(hf_state: dict[str, Tensor], config=None) -> dict[str, 
             continue  # tied to wte; causal-mask buffers of old checkpoints
         if name.startswith("transformer.h.") and tensor.dim() == 2:
             tensor = tensor.t()  # Conv1D [in, out] -> nn.Linear [out, in]
-        name = rename(name, GPT2_NAMES)
-        if ".attn.c_attn." in name:  # rows [0, C) are q, [C, 2C) k, [2C, 3C) v
-            for proj, part in zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3, dim=0)):
-                state[name.replace("c_attn", proj)] = part
-        else:
-            state[name] = tensor
+        state[rename(name, GPT2_NAMES)] = tensor
     if "embeddings.token.weight" in state:
         state["lm_head.weight"] = state["embeddings.token.weight"]  # tied
     return state
@@ -107,12 +103,6 @@ def gpt2_to_hf(model: nn.Module) -> nn.Module:
     ours, state = model.state_dict(), {}
     inverse = [(new, old) for old, new in reversed(GPT2_NAMES)]
     for name, tensor in ours.items():
-        if ".attn.k_proj." in name or ".attn.v_proj." in name:
-            continue  # packed together with q_proj below
-        if ".attn.q_proj." in name:
-            qkv = [ours[name.replace("q_proj", p)] for p in ("q_proj", "k_proj", "v_proj")]
-            tensor = torch.cat(qkv)  # [3C, C] or [3C]
-            name = name.replace("q_proj", "c_attn")
         name = rename(name, inverse)
         if name.startswith("transformer.h.") and tensor.dim() == 2:
             tensor = tensor.t()  # nn.Linear [out, in] -> Conv1D [in, out]

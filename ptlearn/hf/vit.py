@@ -14,7 +14,13 @@ from dataclasses import dataclass
 
 import torch
 
-from .convertible import activation_from_hf, check_model_type, n_classes_from_hf, rename
+from .convertible import (
+    activation_from_hf,
+    check_model_type,
+    n_classes_from_hf,
+    rename,
+    stack_qkv,
+)
 
 Tensor = torch.Tensor
 
@@ -32,7 +38,7 @@ VIT_NAMES = [  # (HF substring, ptlearn substring), applied in this order
     ("embeddings.position_embeddings", "embeddings.position"),
     ("layers.", "encoder.layers."),
     (".attention.o_proj.", ".attn.out_proj."),
-    (".attention.", ".attn."),  # q_proj, k_proj, v_proj keep their names
+    (".attention.", ".attn."),  # q_proj, k_proj, v_proj: stacked into qkv_proj afterwards
     (".layernorm_before.", ".norm_attn."),
     (".layernorm_after.", ".norm_ffn."),
     (".mlp.fc1.", ".ffn.fc_in."),
@@ -95,7 +101,7 @@ class ViTConverter:
             if name.startswith("pooler.") or (not self.backbone and name.startswith("classifier.")):
                 continue
             state[name if name.startswith("classifier.") else self.backbone + name] = tensor
-        return state
+        return stack_qkv(state)  # query, key, value -> one qkv_proj
 
 
 VIT_MODEL = ViTConverter(backbone="")

@@ -20,6 +20,7 @@ class TrainConfig:
     weight_decay: float = 0.1  # AdamW decay, only on >=2-D weights (not biases or norms)
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-8
+    muon_lr: float | None = None  # set: the blocks' matrices train with Muon at this peak lr
     warmup_steps: int = 0
     max_steps: int | None = 1000  # None: train until time_budget
     time_budget: float | None = None  # seconds; stop there, then evaluate
@@ -55,6 +56,7 @@ class TrainConfig:
         need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         need(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas", "two in [0, 1)")
         need(self.eps > 0, "eps", "must be > 0")
+        need(self.muon_lr is None or self.muon_lr > 0, "muon_lr", "must be > 0 or None")
         need(isinstance(self.warmup_steps, int) and self.warmup_steps >= 0, "warmup_steps", ">= 0")
         for name in ("max_steps", "batch_size", "eval_every", "checkpoint_every"):
             need(optional_int(name), name, "must be a positive int or None")

@@ -182,7 +182,7 @@ class Trainer:
         cfg, start = self.config, time.perf_counter()
         lr = self._lr()
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # Muon's matrices have their own peak
         losses, items = zip(
             *(self._forward_backward(i == cfg.grad_accum - 1) for i in range(cfg.grad_accum))
         )
