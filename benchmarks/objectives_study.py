@@ -3,6 +3,7 @@
     python benchmarks/objectives_study.py --threads 1             # the notebook's run, 3 seeds
     python benchmarks/objectives_study.py --preset long --seeds 0 # 3x the pretraining tokens
     python benchmarks/objectives_study.py --render-only           # rewrite the .md from the .json
+    python benchmarks/objectives_study.py --merge s0.json s1.json s2.json  # seeds run in parallel
 
 Each seed pretrains every objective of ``StudyConfig.objectives`` (causal LM, masked LM, span
 corruption, replaced-token detection) on the same unlabelled rated reviews for the same number of
@@ -55,6 +56,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--render-only", action="store_true", help="rewrite the .md from the stored .json, no run"
     )
+    p.add_argument(
+        "--merge", type=Path, nargs="+", help="combine one-seed records (same config) into --out"
+    )
     return p.parse_args()
 
 
@@ -63,8 +67,9 @@ def markdown(config: StudyConfig, rows: list[dict], meta: dict) -> str:
     return f"""# Pretraining objectives: stored benchmark result
 
 Written by `benchmarks/objectives_study.py --preset {meta["preset"]}` on {meta["date"]}:
-{meta["device"]} ({meta["threads"]} thread) of a {meta["cpus"]}-core machine shared with other jobs,
-{meta["wall_s"] / 60:.0f} min wall time, {meta["cpu_s"] / 60:.0f} min CPU time. Mean ± std over
+{meta["device"]}, {meta.get("parallel_processes", 1)} process(es) side by side, on a
+{meta["cpus"]}-core machine shared with other jobs, {meta["wall_s"] / 60:.0f} min wall time,
+{meta["cpu_s"] / 60:.0f} min CPU time. Mean ± std over
 seeds {meta["seeds"]}; accuracies in % on {config.n_test} held-out grammar sentences (half of them
 negated; label = polarity XOR negation), none of which occurs in the unlabelled text.
 
@@ -102,10 +107,30 @@ def render(out: Path) -> None:
     out.with_suffix(".md").write_text(markdown(config, record["mean"], record["meta"]))
 
 
+def merge(paths: list[Path], out: Path) -> None:
+    """One record from one-seed records of the same config run side by side: every seed's rows,
+    their mean and std, the paired gains; wall time is the longest run's, CPU time the sum."""
+    records = [json.loads(p.read_text()) for p in paths]
+    if any(r["config"] != records[0]["config"] for r in records):
+        raise ValueError(f"the records in {[str(p) for p in paths]} have different configs.")
+    runs = [rows for r in records for rows in r["runs"]]
+    meta = dict(records[0]["meta"], seeds=[s for r in records for s in r["meta"]["seeds"]])
+    meta.update(
+        wall_s=max(r["meta"]["wall_s"] for r in records),
+        cpu_s=sum(r["meta"]["cpu_s"] for r in records),
+        gains=margins_over_random(runs), parallel_processes=len(records),
+    )  # fmt: skip
+    record = dict(meta=meta, config=records[0]["config"], mean=aggregate(runs), runs=runs)
+    out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
+    render(out)
+
+
 def main() -> None:
     args = parse_args()
     if args.render_only:
         return render(args.out)
+    if args.merge:
+        return merge(args.merge, args.out)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = get_device(args.device)
