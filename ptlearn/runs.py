@@ -27,6 +27,7 @@ from .checkpoint import (
     to_jsonable,
     write_error,
 )
+from .data.sources import file_sha256
 from .training.callbacks import Callback
 
 LOCK_FILE = ".ptlearn.lock"
@@ -43,14 +44,6 @@ class RunInterrupted(Exception):
 
 
 # --- identity ----------------------------------------------------------------------------------
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def tokenizer_fingerprint(tokenizer) -> str | None:

@@ -123,7 +123,8 @@ _SOURCES = {
 }
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB chunks (a corpus never has to fit in memory)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -138,7 +139,7 @@ def _download(name: str, source: _Source, target: Path) -> None:
     try:
         source.write(tmp)  # calls fetch_url / _download_hf_dataset, looked up at call time
         for filename, expected in source.sha256.items():
-            actual = _sha256(tmp / filename)
+            actual = file_sha256(tmp / filename)
             if actual != expected:
                 raise ValueError(
                     f"checksum mismatch for {name}/{filename}: sha256 {actual}, expected "
