@@ -131,17 +131,24 @@ def _is_rank0() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def make_folder(path: Path, label: str, purpose: str) -> None:
+    """Create ``path`` (and its parents) or raise one CLIError: a file in the way, or no permission.
+    ``label`` prefixes the path in messages (``"--out "``), ``purpose`` is ``"the run"`` etc."""
+    from .checkpoint import write_error
+
+    if path.exists() and not path.is_dir():
+        raise CLIError(f"{label}{path} is a file, not a folder: choose a folder for {purpose}.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CLIError(str(write_error(err, path, f"create {purpose} folder"))) from err
+
+
 def _prepare_out(out: Path):
     """Create ``out`` and take its lock (rank 0); one-line errors for a file or no permission."""
-    from .checkpoint import write_error
     from .runs import FolderLock, RunFolderError
 
-    if out.exists() and not out.is_dir():
-        raise CLIError(f"--out {out} is a file, not a folder: choose a folder for the run.")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise CLIError(str(write_error(err, out, "create the run folder"))) from err
+    make_folder(out, "--out ", "the run")
     if not os.access(out, os.W_OK | os.X_OK):
         raise CLIError(f"Cannot write into --out {out}: permission denied; choose another folder.")
     try:
@@ -373,14 +380,9 @@ def copy_course(source: Path, target: Path) -> dict[str, list[str]]:
     Returns the file names by outcome: ``copied`` (new), ``unchanged`` (already identical) and
     ``kept`` (present with different content: the learner's version stays).
     """
-    from .checkpoint import atomic_write_bytes, write_error
+    from .checkpoint import atomic_write_bytes
 
-    if target.exists() and not target.is_dir():
-        raise CLIError(f"{target} is a file, not a folder: choose a folder for the course.")
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise CLIError(str(write_error(err, target, "create the course folder"))) from err
+    make_folder(target, "", "the course")
     outcome = {"copied": [], "unchanged": [], "kept": []}
     for notebook in sorted(source.glob("*.ipynb")):
         dest = target / notebook.name
