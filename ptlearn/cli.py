@@ -481,7 +481,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=_positive(int), help="optimizer steps (total over resumes)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--out", type=Path, help="run folder (default: runs/<model>-<data>)")
-    p.add_argument("--preset", help="cpu, gpu or tiny (default: gpu on CUDA, else cpu)")
+    p.add_argument(
+        "--preset", help="cpu, gpu, tiny; gpt also cpu-muon (default: gpu on CUDA, else cpu)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nproc", type=_positive(int), default=1, help="processes (DDP under torchrun)")
     p.add_argument("--threads", type=_positive(int), help="torch CPU threads per process")

@@ -124,6 +124,10 @@ GPT_RECIPES = {
         train=dict(lr=3e-3, warmup_steps=2, time_budget=5.0, eval_batches=4, **_RUN),
     ),
 }  # fmt: skip
+# the "cpu" recipe with Muon (ptlearn.training.muon) for the blocks' matrices; AdamW keeps the
+# embeddings, biases and norms at the cpu recipe's rate (benchmarks/RESULTS.md, "Muon")
+_CPU = GPT_RECIPES["cpu"]
+GPT_RECIPES["cpu-muon"] = dict(_CPU, train=dict(_CPU["train"], muon_lr=0.02))
 
 # the settings of benchmarks/pretrain_bert.py: BERT_PRESETS["tiny"] with a 500-piece WordPiece
 _PRETRAIN_CPU = dict(
