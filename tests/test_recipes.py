@@ -51,7 +51,7 @@ def test_default_preset_follows_the_device():
 def test_unknown_names_list_the_valid_ones():
     with pytest.raises(ValueError, match="tinyshakespeare, grammar"):
         build("gpt", "mnist", "tiny")
-    with pytest.raises(ValueError, match="cpu, gpu, reference, tiny"):
+    with pytest.raises(ValueError, match="cpu, gpu, reference, tiny, cpu-muon"):
         build("gpt", "grammar", "huge")
     with pytest.raises(ValueError, match="sst2, ag_news, grammar"):
         build_finetune("bert", "imdb", "tiny")
