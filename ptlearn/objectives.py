@@ -21,6 +21,11 @@
 
 A sentence pair is laid out as BERT's Fig. 2: ``[CLS] A [SEP] B [SEP]``, with token-type
 (segment) ids 0 for ``[CLS] A [SEP]`` and 1 for ``B [SEP]``.
+
+Why one module of about 360 lines: it is the one home of every objective's input transform and
+loss, so chapter 08 compares them side by side and no model imports another model's objective.
+Its sections (MLM, sentence pairs, causal LM, span corruption, patch masking) do not call one
+another; a reader can take any one alone.
 """
 
 from __future__ import annotations
