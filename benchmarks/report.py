@@ -106,6 +106,29 @@ def time_to_quality_section() -> str:
     return table(header, rows)
 
 
+def nanogpt_section() -> str:
+    r = load("nanogpt_step")
+    if not r:
+        return "Not run: `python benchmarks/nanogpt_step.py`."
+    ms, mfu = r["ms_per_step"], r["mfu"]
+    q1, q3 = r["ratio_quartiles"]
+    lo, hi = r["ratio_min_max"]
+    rows = [
+        ["ptlearn GPT", f"{ms['ptlearn']:.1f}", f"{100 * mfu['ptlearn']:.1f}%"],
+        ["nanoGPT model.py", f"{ms['nanogpt']:.1f}", f"{100 * mfu['nanogpt']:.1f}%"],
+    ]
+    return "\n".join([
+        table(["model", "ms per training step (median)", "MFU"], rows),
+        "",
+        f"Step-time ratio ptlearn / nanoGPT: **{r['ratio_median']:.3f}** (median of {r['rounds']} "
+        f"rounds of {r['steps_per_round']} steps each side; quartiles {q1:.3f}-{q3:.3f}, range "
+        f"{lo:.3f}-{hi:.3f}); below 1.0 ptlearn is faster. Model FLOPs per step "
+        f"{r['model_flops_per_step'] / 1e9:.2f} G; this CPU's float32 matmul peak "
+        f"{r['matmul_peak_gflops']:.1f} GFLOP/s at {r['threads']} threads; load average "
+        f"{[round(x, 1) for x in r['load_average']]} at the end.",
+    ])  # fmt: skip
+
+
 def ddp_section() -> str:
     ddp = load("ddp_scaling")
     if not ddp:
@@ -187,6 +210,12 @@ def main() -> None:
             "`python benchmarks/time_to_quality.py gpt` / `gpt --reference` / `vit`: each a "
             "fresh `ptlearn train` process.",
             time_to_quality_section(),
+        ),
+        "Training step vs nanoGPT (CPU)": (
+            "`python benchmarks/nanogpt_step.py`: ptlearn's GPT and nanoGPT's vendored `model.py` "
+            "at nanoGPT's CPU shape (4 layers, 4 heads, 128 wide, MLP 512, context 64, batch 12, "
+            "exact GELU, AdamW, clipping), interleaved rounds in one process.",
+            nanogpt_section(),
         ),
         "Multi-process training (DDP over gloo)": (
             "`python benchmarks/ddp_scaling.py`",

@@ -22,6 +22,9 @@ python -c "import torch, transformers; print('torch', torch.__version__, 'thread
 echo "== throughput: ptlearn vs HF transformers (CPU)"
 python benchmarks/throughput.py --repeats "$REPEATS" --base-repeats "$BASE_REPEATS"
 
+echo "== training step: ptlearn vs nanoGPT (CPU)"
+python benchmarks/nanogpt_step.py $([[ "${QUICK:-0}" == "1" ]] && echo --rounds 4 --steps 3)
+
 echo "== generation: KV cache vs none vs HF generate"
 python benchmarks/kv_cache.py $([[ "${QUICK:-0}" == "1" ]] && echo --repeats 1)
 

@@ -482,7 +482,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--out", type=Path, help="run folder (default: runs/<model>-<data>)")
     p.add_argument(
-        "--preset", help="cpu, gpu, tiny; gpt also cpu-muon (default: gpu on CUDA, else cpu)"
+        "--preset", help="cpu, gpu, tiny; gpt also cpu-adamw (default: gpu on CUDA, else cpu)"
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nproc", type=_positive(int), default=1, help="processes (DDP under torchrun)")
