@@ -43,8 +43,18 @@ from ptlearn.training import TrainConfig, Trainer, set_seed
 from ptlearn.weights import real_weights_dir
 
 RESULTS = Path(__file__).resolve().parent / "results" / "distillation_seeds.json"
-RUN = dict(n_labeled=2000, n_transfer=20000, max_len=32, eval_max_len=64, batch_size=32,
-           teacher_steps=100, student_steps=100, teacher_lr=5e-3, student_lr=2e-3, temperature=2.0)
+RUN = dict(
+    n_labeled=2000,
+    n_transfer=20000,
+    max_len=32,
+    eval_max_len=64,
+    batch_size=32,
+    teacher_steps=100,
+    student_steps=100,
+    teacher_lr=5e-3,
+    student_lr=2e-3,
+    temperature=2.0,
+)
 
 
 def sorted_by_length(**columns) -> DictDataset:
@@ -56,16 +66,26 @@ def sorted_by_length(**columns) -> DictDataset:
 
 def bucketed_batches(dataset: DictDataset, batch_size: int, pad_id: int):
     """A Trainer batch function: batch_size neighbours of a length-sorted dataset, at a random spot."""
+
     def batch_fn(generator):
         start = int(torch.randint(len(dataset) - batch_size + 1, (), generator=generator))
         return collate([dataset[i] for i in range(start, start + batch_size)], pad_id=pad_id)
+
     return batch_fn
 
 
 def train_classifier(model, dataset, steps: int, lr: float, seed: int, pad_id: int) -> float:
     """The chapter's training call (AdamW, 10% warm-up, cosine); returns the wall time in seconds."""
-    config = TrainConfig(lr=lr, max_steps=steps, warmup_steps=steps // 10, batch_size=RUN["batch_size"],
-                         weight_decay=0.01, seed=seed, progress=False, device="cpu")
+    config = TrainConfig(
+        lr=lr,
+        max_steps=steps,
+        warmup_steps=steps // 10,
+        batch_size=RUN["batch_size"],
+        weight_decay=0.01,
+        seed=seed,
+        progress=False,
+        device="cpu",
+    )
     trainer = Trainer(model, config, bucketed_batches(dataset, RUN["batch_size"], pad_id))
     trainer.fit()
     return trainer.state.elapsed
@@ -74,8 +94,12 @@ def train_classifier(model, dataset, steps: int, lr: float, seed: int, pad_id: i
 @torch.no_grad()
 def accuracy_of(model, batches) -> float:
     model.eval()
-    correct = sum((model(**{k: v for k, v in b.items() if k != "labels"}).logits.argmax(-1) == b["labels"]).sum().item()
-                  for b in batches)
+    correct = sum(
+        (model(**{k: v for k, v in b.items() if k != "labels"}).logits.argmax(-1) == b["labels"])
+        .sum()
+        .item()
+        for b in batches
+    )
     return correct / sum(len(b["labels"]) for b in batches)
 
 
@@ -97,13 +121,24 @@ def load_data(tokenizer):
     order = torch.randperm(len(train_split), generator=torch.Generator().manual_seed(0)).tolist()
     labeled_rows = order[: RUN["n_labeled"]]
     transfer_rows = order[RUN["n_labeled"] : RUN["n_labeled"] + RUN["n_transfer"]]
-    labeled_ids = encode_texts(tokenizer, [train_split.texts[i] for i in labeled_rows], RUN["max_len"])
-    transfer_ids = encode_texts(tokenizer, [train_split.texts[i] for i in transfer_rows], RUN["max_len"])
-    train = sorted_by_length(input_ids=labeled_ids, labels=[train_split.labels[i] for i in labeled_rows])
+    labeled_ids = encode_texts(
+        tokenizer, [train_split.texts[i] for i in labeled_rows], RUN["max_len"]
+    )
+    transfer_ids = encode_texts(
+        tokenizer, [train_split.texts[i] for i in transfer_rows], RUN["max_len"]
+    )
+    train = sorted_by_length(
+        input_ids=labeled_ids, labels=[train_split.labels[i] for i in labeled_rows]
+    )
     unlabeled = sorted_by_length(input_ids=labeled_ids + transfer_ids)
-    val = sorted_by_length(input_ids=encode_texts(tokenizer, val_split.texts, RUN["eval_max_len"]), labels=val_split.labels)
-    batches = [collate([val[i] for i in range(s, min(s + 64, len(val)))], pad_id=tokenizer.pad_id)
-               for s in range(0, len(val), 64)]
+    val = sorted_by_length(
+        input_ids=encode_texts(tokenizer, val_split.texts, RUN["eval_max_len"]),
+        labels=val_split.labels,
+    )
+    batches = [
+        collate([val[i] for i in range(s, min(s + 64, len(val)))], pad_id=tokenizer.pad_id)
+        for s in range(0, len(val), 64)
+    ]
     return train, unlabeled, batches
 
 
@@ -118,8 +153,16 @@ def one_seed(seed: int, weights_dir: Path, tokenizer, train, unlabeled, batches)
     record = {"seed": seed, "teacher": accuracy_of(teacher, batches)}
 
     tc = backbone.config
-    student_config = BertConfig(vocab_size=tc.vocab_size, d_model=tc.d_model // 2, n_layers=tc.n_layers // 2,
-                                n_heads=tc.n_heads // 2, d_ff=tc.d_ff // 2, max_len=64, pad_id=pad, n_classes=2)
+    student_config = BertConfig(
+        vocab_size=tc.vocab_size,
+        d_model=tc.d_model // 2,
+        n_layers=tc.n_layers // 2,
+        n_heads=tc.n_heads // 2,
+        d_ff=tc.d_ff // 2,
+        max_len=64,
+        pad_id=pad,
+        n_classes=2,
+    )
     set_seed(seed)
     student_init = init_embeddings_from(BertForSequenceClassification(student_config), teacher)
     setups = {
@@ -138,8 +181,10 @@ def one_seed(seed: int, weights_dir: Path, tokenizer, train, unlabeled, batches)
 
 def summary(records: list[dict]) -> dict:
     """Mean, min and max of every setup and of each student's gain over labels alone (in points)."""
+
     def spread(values):
         return {"mean": statistics.mean(values), "min": min(values), "max": max(values)}
+
     names = ["teacher", "labels alone", "soft targets", "transfer set"]
     out = {name: spread([r[name] for r in records]) for name in names}
     for name in ("soft targets", "transfer set"):
@@ -165,11 +210,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=RESULTS, help="the JSON file to write")
-    parser.add_argument("--merge", type=Path, nargs="+", help="combine these result files into --out (no training)")
+    parser.add_argument(
+        "--merge", type=Path, nargs="+", help="combine these result files into --out (no training)"
+    )
     args = parser.parse_args()
     if args.merge:  # seeds run as separate processes (one thread each) on a busy machine
         parts = [json.loads(p.read_text()) for p in args.merge]
-        extra = {k: v for k, v in parts[0].items() if k not in ("experiment", "settings", "seeds", "summary")}
+        extra = {
+            k: v
+            for k, v in parts[0].items()
+            if k not in ("experiment", "settings", "seeds", "summary")
+        }
         extra["seconds"] = [p.get("seconds") for p in parts]
         write([r for p in parts for r in p["seeds"]], args.out, extra)
         return
@@ -178,16 +229,20 @@ def main() -> None:
     train, unlabeled, batches = load_data(tokenizer)
     start = time.perf_counter()
     records = [one_seed(s, weights.path, tokenizer, train, unlabeled, batches) for s in args.seeds]
-    write(records, args.out, {
-        "weights": weights.description,
-        "n_validation": sum(len(b["labels"]) for b in batches),
-        "seconds": time.perf_counter() - start,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "load_average_1min": os.getloadavg()[0],
-        "machine": platform.machine(),
-    })
+    write(
+        records,
+        args.out,
+        {
+            "weights": weights.description,
+            "n_validation": sum(len(b["labels"]) for b in batches),
+            "seconds": time.perf_counter() - start,
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+            "load_average_1min": os.getloadavg()[0],
+            "machine": platform.machine(),
+        },
+    )
 
 
 if __name__ == "__main__":

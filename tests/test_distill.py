@@ -201,7 +201,9 @@ def test_chapter_10_bars_hold_on_every_measured_seed():
     stored = json.loads((ROOT / "benchmarks/results/distillation_seeds.json").read_text())
     notebook = json.loads((ROOT / "notebooks/10_distillation.ipynb").read_text())
     code = "\n".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code")
-    band, gap = map(float, re.search(r"^NULL_BAND, TEACHER_GAP = ([0-9.]+), ([0-9.]+)", code, re.M).groups())
+    band, gap = map(
+        float, re.search(r"^NULL_BAND, TEACHER_GAP = ([0-9.]+), ([0-9.]+)", code, re.M).groups()
+    )
     records = stored["seeds"]
     assert {0, 1, 2} <= {r["seed"] for r in records}
     gains = [r["transfer set"] - r["labels alone"] for r in records]
