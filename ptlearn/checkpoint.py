@@ -400,7 +400,8 @@ def resolve_checkpoint_dir(path: str | os.PathLike) -> Path:
     if not (path / META_FILE).exists():
         inner = path / CHECKPOINT_DIR
         _recover(inner)
-        path = inner if inner.is_dir() else path
+        if inner.is_dir() or _siblings(inner):  # an out_dir; its checkpoint may be mid-swap
+            path = inner
     _recover(path)
     return path
 
@@ -470,7 +471,8 @@ def load_checkpoint(
                 result["state_dict"] = _read_weights(path / WEIGHTS_FILE)
             result["trainer_state"] = _read_trainer_state(path / STATE_FILE, map_location)
         except (OSError, ValueError):
-            if attempt + 1 == READ_ATTEMPTS or _identity(path) == before:
+            swapping = before is None or _identity(path) != before  # gone or replaced meanwhile
+            if attempt + 1 == READ_ATTEMPTS or not swapping:
                 raise  # really missing or damaged, not swapped while reading
             continue
         if _identity(path) == before:  # no new checkpoint was swapped in while reading
