@@ -294,7 +294,8 @@ def mha_variant(
         return t.view(B, S, H, d).transpose(1, 2) if split else t.reshape(B, H, S, d)
 
     q, k, v = m.qkv_proj(x).split(C, dim=-1)  # [B, Tq, C] each
-    _, k, v = m.qkv_proj(source).split(C, dim=-1)  # [B, Tk, C] each
+    if source is not x:  # cross-attention: keys and values from the context
+        _, k, v = m.qkv_proj(source).split(C, dim=-1)  # [B, Tk, C] each
     q, k, v = heads(q), heads(k), heads(v)
     scores = q @ k.transpose(-2, -1)  # [B, H, Tq, Tk]
     scores = scores / {"d_head": math.sqrt(d), "d_model": math.sqrt(C), "none": 1.0}[scale]
