@@ -16,6 +16,12 @@ key". A causal mask hides future keys; a padding mask hides padded keys.
 Two paths compute the same thing. The written-out path returns the attention weights, so we can look
 at them. When nobody asks for the weights, ``F.scaled_dot_product_attention`` (a fused kernel that
 never materialises the ``[Tq, Tk]`` matrix in memory) is the fast path; the tests prove the two agree.
+
+Two options of modern decoders change what q and k are before the product (chapter 12):
+rotary positions (:mod:`ptlearn.rotary`) rotate them by their position, and QK-norm (Dehghani et al.
+2023, https://arxiv.org/abs/2302.05442; used by OLMo 2 and Qwen3) passes every head's q and k
+through an RMSNorm, which caps the attention logits and keeps the softmax out of saturation at high
+learning rates.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .norms import RMSNorm
+from .rotary import Rotary
 
 Tensor = torch.Tensor
 
@@ -99,15 +108,30 @@ class MultiHeadAttention(nn.Module):
     with one matrix multiplication instead of three, which is faster. Cross-attention reads two
     inputs: it keeps the queries of x and the keys and values of the context (the unused third of
     each product is a little wasted arithmetic, for one simple code path).
+
+    ``rotary``: a shared :class:`~ptlearn.rotary.Rotary` that rotates q and k by their positions
+    (self-attention only); ``qk_norm``: an RMSNorm on every head's q and k (``norm_eps``).
     """
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        rotary: Rotary | None = None,
+        qk_norm: bool = False,
+        norm_eps: float = 1e-6,
+    ):
         super().__init__()
         if d_model % n_heads != 0:
             raise ValueError(f"n_heads={n_heads} does not divide d_model={d_model}.")
         self.n_heads, self.d_head, self.dropout = n_heads, d_model // n_heads, dropout
         self.qkv_proj = nn.Linear(d_model, 3 * d_model, bias=bias)  # [W_q; W_k; W_v]
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.rotary = rotary
+        self.q_norm = RMSNorm(self.d_head, norm_eps) if qk_norm else None
+        self.k_norm = RMSNorm(self.d_head, norm_eps) if qk_norm else None
 
     def split_heads(self, x: Tensor) -> Tensor:
         B, T, C = x.shape
@@ -129,6 +153,11 @@ class MultiHeadAttention(nn.Module):
         if context is not None:  # cross-attention: keys and values come from the context instead
             _, k, v = self.qkv_proj(context).split(C, dim=-1)  # 2 x [B, Tk, C]
         q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)  # [B, H, T, d_head]
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)  # every head's q and k to RMS 1 (times a gain)
+        if self.rotary is not None and context is None:
+            past = 0 if cache is None else len(cache)  # cached keys were rotated when computed
+            q, k = self.rotary(q, past), self.rotary(k, past)  # [B, H, T, d_head]
         if cache is not None:
             k, v = cache.update(k, v)  # [B, H, T_past + Tq, d_head]
         p = self.dropout if self.training else 0.0

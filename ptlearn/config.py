@@ -7,7 +7,8 @@ so the same name means the same thing everywhere:
 - ``n_layers``: Transformer blocks; ``n_heads``: attention heads H (``d_model / n_heads`` = d_head);
 - ``d_ff``: hidden width of the feed-forward network (usually 4 x d_model);
 - ``max_len``: longest sequence the position embeddings cover; ``dropout``: dropout probability;
-- ``activation``: "gelu" (exact, BERT/ViT), "gelu_tanh" (GPT-2's approximation) or "relu";
+- ``activation``: "gelu" (exact, BERT/ViT), "gelu_tanh" (GPT-2's approximation), "relu", "relu2"
+  (ReLU squared) or "silu" (SwiGLU's gate);
 - ``norm_eps``: LayerNorm epsilon (BERT 1e-12, GPT-2 1e-5, ViT 1e-12 in HF).
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
+ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "relu2", "silu")
 
 
 @dataclass

@@ -18,42 +18,95 @@ import torch
 from torch import nn
 
 from .attention import KVCache, MultiHeadAttention
+from .norms import RMSNorm, make_norm
+from .rotary import Rotary
 from .validation import check_index_range, check_same_shape, check_token_ids
 
 Tensor = torch.Tensor
 
 
+class ReLUSquared(nn.Module):
+    """relu(x)^2 (So et al. 2021, "Primer", https://arxiv.org/abs/2109.08668): as cheap as ReLU,
+    smooth at 0 from the right, and found by architecture search to train language models faster."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(x).square()
+
+
 def activation_layer(name: str) -> nn.Module:
-    """ "gelu" (exact, BERT/ViT), "gelu_tanh" (GPT-2's tanh approximation) or "relu"."""
-    if name == "gelu":
-        return nn.GELU()
-    if name == "gelu_tanh":
-        return nn.GELU(approximate="tanh")
-    if name == "relu":
-        return nn.ReLU()
-    raise ValueError(f"Unknown activation {name!r}; use 'gelu', 'gelu_tanh' or 'relu'.")
+    """ "gelu" (exact, BERT/ViT), "gelu_tanh" (GPT-2's tanh approximation), "relu", "relu2"
+    (ReLU squared) or "silu" (x * sigmoid(x), the gate of SwiGLU)."""
+    layers = {
+        "gelu": nn.GELU,
+        "gelu_tanh": lambda: nn.GELU(approximate="tanh"),
+        "relu": nn.ReLU,
+        "relu2": ReLUSquared,
+        "silu": nn.SiLU,
+    }
+    if name not in layers:
+        raise ValueError(f"Unknown activation {name!r}; use one of {sorted(layers)}.")
+    return layers[name]()
 
 
 class FeedForward(nn.Module):
     """FFN(x) = W_2 act(W_1 x + b_1) + b_2, applied to every position independently:
     ``[B, T, C] -> [B, T, d_ff] -> [B, T, C]``."""
 
-    def __init__(self, d_model: int, d_ff: int, activation: str = "gelu", dropout: float = 0.0):
+    def __init__(
+        self,
+        d_model: int,
+        d_ff: int,
+        activation: str = "gelu",
+        dropout: float = 0.0,
+        bias: bool = True,
+    ):
         super().__init__()
-        self.fc_in = nn.Linear(d_model, d_ff)
+        self.fc_in = nn.Linear(d_model, d_ff, bias=bias)
         self.act = activation_layer(activation)
-        self.fc_out = nn.Linear(d_ff, d_model)
+        self.fc_out = nn.Linear(d_ff, d_model, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.dropout(self.fc_out(self.act(self.fc_in(x))))
 
 
+class GatedFeedForward(nn.Module):
+    """A gated linear unit (Shazeer 2020, https://arxiv.org/abs/2002.05202), SwiGLU with "silu":
+
+        FFN(x) = W_2 (act(W_gate x) * (W_up x))        # [B, T, C] -> [B, T, d_ff] -> [B, T, C]
+
+    One half of the hidden layer decides, per unit, how much of the other half passes. It has three
+    matrices instead of two, so Llama shrinks d_ff to about 2/3 of 4C to keep the parameter count.
+    W_gate and W_up are stacked into one ``fc_in`` ``[2 d_ff, C]`` (one matmul, like ``qkv_proj``).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_ff: int,
+        activation: str = "silu",
+        dropout: float = 0.0,
+        bias: bool = True,
+    ):
+        super().__init__()
+        self.fc_in = nn.Linear(d_model, 2 * d_ff, bias=bias)  # [W_gate; W_up]
+        self.act = activation_layer(activation)
+        self.fc_out = nn.Linear(d_ff, d_model, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, up = self.fc_in(x).chunk(2, dim=-1)  # 2 x [B, T, d_ff]
+        return self.dropout(self.fc_out(self.act(gate) * up))
+
+
 class TransformerBlock(nn.Module):
     """Self-attention (+ optional cross-attention) + feed-forward, with residuals and LayerNorms.
 
     ``attn`` and ``ffn`` may be passed in so that several blocks share one module (ALBERT's
-    cross-layer parameter sharing); by default each block builds its own.
+    cross-layer parameter sharing); by default each block builds its own. The modern options of
+    chapter 12: ``norm`` ("layernorm" or "rmsnorm"), ``bias=False`` (no bias in any linear layer or
+    norm), ``rotary`` (rotary positions in self-attention), ``qk_norm`` and ``gated`` (a GLU
+    feed-forward, :class:`GatedFeedForward`).
     """
 
     def __init__(
@@ -68,15 +121,23 @@ class TransformerBlock(nn.Module):
         cross_attention: bool = False,
         attn: MultiHeadAttention | None = None,
         ffn: FeedForward | None = None,
+        norm: str = "layernorm",
+        bias: bool = True,
+        rotary: Rotary | None = None,
+        qk_norm: bool = False,
+        gated: bool = False,
     ):
         super().__init__()
         self.norm_first = norm_first
-        self.attn = attn or MultiHeadAttention(d_model, n_heads, dropout)
-        self.norm_attn = nn.LayerNorm(d_model, eps=norm_eps)
+        self.attn = attn or MultiHeadAttention(
+            d_model, n_heads, dropout, bias, rotary=rotary, qk_norm=qk_norm, norm_eps=norm_eps
+        )
+        self.norm_attn = make_norm(norm, d_model, norm_eps, bias)
         self.cross_attn = MultiHeadAttention(d_model, n_heads, dropout) if cross_attention else None
         self.norm_cross = nn.LayerNorm(d_model, eps=norm_eps) if cross_attention else None
-        self.ffn = ffn or FeedForward(d_model, d_ff, activation, dropout)
-        self.norm_ffn = nn.LayerNorm(d_model, eps=norm_eps)
+        mlp = GatedFeedForward if gated else FeedForward
+        self.ffn = ffn or mlp(d_model, d_ff, activation, dropout, bias)
+        self.norm_ffn = make_norm(norm, d_model, norm_eps, bias)
         self.dropout = nn.Dropout(dropout)
 
     def forward(
@@ -111,17 +172,24 @@ class TransformerBlock(nn.Module):
         return x, self_w, cross_w
 
 
-def new_block(c, norm_first: bool, cross_attention: bool = False) -> TransformerBlock:
-    """One block of the shape a model config ``c`` describes (d_model, n_heads, d_ff, ...)."""
+def new_block(
+    c, norm_first: bool, cross_attention: bool = False, rotary: Rotary | None = None
+) -> TransformerBlock:
+    """One block of the shape a model config ``c`` describes (d_model, n_heads, d_ff, ...).
+    GPT's config also names the modern options (norm, bias, qk_norm, mlp); others keep GPT-2's."""
     return TransformerBlock(
         c.d_model, c.n_heads, c.d_ff, c.dropout, c.activation, c.norm_eps,
         norm_first=norm_first, cross_attention=cross_attention,
+        norm=getattr(c, "norm", "layernorm"), bias=getattr(c, "bias", True), rotary=rotary,
+        qk_norm=getattr(c, "qk_norm", False), gated=getattr(c, "mlp", "standard") == "gated",
     )  # fmt: skip
 
 
-def blocks(c, norm_first: bool, cross_attention: bool = False) -> list[TransformerBlock]:
+def blocks(
+    c, norm_first: bool, cross_attention: bool = False, rotary: Rotary | None = None
+) -> list[TransformerBlock]:
     """``c.n_layers`` fresh blocks (no sharing) of the config's shape."""
-    return [new_block(c, norm_first, cross_attention) for _ in range(c.n_layers)]
+    return [new_block(c, norm_first, cross_attention, rotary) for _ in range(c.n_layers)]
 
 
 def final_norm(c) -> nn.LayerNorm | None:
@@ -136,8 +204,9 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
         nn.init.normal_(module.weight, mean=0.0, std=std)
     if isinstance(module, nn.Linear) and module.bias is not None:
         nn.init.zeros_(module.bias)
-    if isinstance(module, nn.LayerNorm):
+    if isinstance(module, (nn.LayerNorm, RMSNorm)):
         nn.init.ones_(module.weight)
+    if isinstance(module, nn.LayerNorm) and module.bias is not None:
         nn.init.zeros_(module.bias)
 
 
@@ -177,15 +246,17 @@ class Embeddings(nn.Module):
         dropout: float = 0.0,
     ):
         super().__init__()
-        if positional not in ("learned", "sinusoidal"):
-            raise ValueError(f"positional must be 'learned' or 'sinusoidal', got {positional!r}.")
+        if positional not in ("learned", "sinusoidal", "none"):
+            raise ValueError(
+                f"positional must be 'learned', 'sinusoidal' or 'none', got {positional!r}."
+            )
         self.vocab_size, self.max_len, self.type_vocab_size = vocab_size, max_len, type_vocab_size
         self.token = nn.Embedding(vocab_size, d)
-        if positional == "learned":
-            self.position = nn.Embedding(max_len, d)
-        else:
-            self.position = None
+        self.position = nn.Embedding(max_len, d) if positional == "learned" else None
+        if positional == "sinusoidal":
             self.register_buffer("sinusoid", sinusoidal_encoding(max_len, d), persistent=False)
+        else:
+            self.sinusoid = None  # learned, or "none": positions enter elsewhere (rotary)
         self.segment = nn.Embedding(type_vocab_size, d) if type_vocab_size else None
         self.norm = nn.LayerNorm(d, eps=norm_eps) if layer_norm else None
         self.dropout = nn.Dropout(dropout)
@@ -198,7 +269,7 @@ class Embeddings(nn.Module):
         x = self.token(input_ids)  # [B, T, d]
         if self.position is not None:
             x = x + self.position.weight[offset : offset + T]  # [T, d] broadcast over B
-        else:
+        elif self.sinusoid is not None:
             x = x + self.sinusoid[offset : offset + T]
         if self.segment is not None:
             if token_type_ids is None:

@@ -35,6 +35,8 @@ LAYERS = {
     "ptlearn.metrics": 0,
     "ptlearn.tokenization": 0,
     "ptlearn.data": 0,
+    "ptlearn.norms": 1,  # RMSNorm: used by attention (QK-norm) and the blocks
+    "ptlearn.rotary": 1,  # rotary positions: used by attention
     "ptlearn.attention": 1,
     "ptlearn.objectives": 1,
     "ptlearn.hf": 1,

@@ -20,6 +20,14 @@ more LayerNorm after the last block):
     x = x + attn(LN(x)); x = x + mlp(LN(x))           # n_layers pre-norm blocks, causal attention
     logits = LN_f(x) @ wte^T                          # [B, T, vocab]  head tied to the embedding
 
+Chapter 12 swaps parts of this recipe for what language models use since (each a field of
+:class:`GPTConfig`, GPT-2's choice the default): rotary positions instead of ``wpe``
+(``positional="rotary"``), RMSNorm (``norm="rmsnorm"``), a gated feed-forward (``mlp="gated"``,
+SwiGLU with ``activation="silu"``), ReLU² (``activation="relu2"``), QK-norm (``qk_norm=True``), no
+biases (``bias=False``) and an untied head (``tie_embeddings=False``). With rotary + RMSNorm +
+SwiGLU + no biases the model is Llama's architecture (and Qwen3's with QK-norm): ``to_hf`` then
+builds a ``LlamaForCausalLM`` (``Qwen3ForCausalLM``) with the same outputs.
+
 Generation appends one token at a time. Keys and values of earlier tokens never change, so a
 :class:`~ptlearn.attention.KVCache` keeps them and each step only runs the newest token.
 """
@@ -35,10 +43,12 @@ from torch import nn
 from ..attention import KVCache
 from ..config import BaseConfig
 from ..hf import HFConvertible
-from ..hf.gpt2 import GPT2
+from ..hf.llama import DECODERS
 from ..layers import Embeddings, blocks, init_weights
+from ..norms import NORMS, make_norm
 from ..objectives import causal_lm_shift
 from ..outputs import ModelOutput
+from ..rotary import Rotary
 from ..transformer import Decoder
 from ..validation import check_same_shape, check_token_ids
 
@@ -51,6 +61,26 @@ class GPTConfig(BaseConfig):
 
     activation: str = "gelu_tanh"  # GPT-2's tanh approximation of GELU ("gelu_new" in HF)
     norm_eps: float = 1e-5  # GPT-2's LayerNorm epsilon
+    # chapter 12's modern options; the defaults are GPT-2
+    positional: str = "learned"  # "learned" (a wpe table) or "rotary" (rotate q and k)
+    norm: str = "layernorm"  # or "rmsnorm"
+    mlp: str = "standard"  # or "gated" (GLU: act(W_gate x) * W_up x)
+    qk_norm: bool = False  # RMSNorm on every head's queries and keys
+    bias: bool = True  # biases in the linear layers and LayerNorms
+    tie_embeddings: bool = True  # the LM head reuses the token embedding matrix
+    rope_base: float = 10000.0  # rotary: theta_i = rope_base^(-2i / d_head)
+
+    def validate(self) -> None:
+        super().validate()
+        for name, allowed in (
+            ("positional", ("learned", "rotary")),
+            ("norm", NORMS),
+            ("mlp", ("standard", "gated")),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}.")
+        if self.positional == "rotary" and self.d_head % 2:
+            raise ValueError(f"rotary positions need an even d_head, got {self.d_head}.")
 
 
 # Named shapes, used as ``GPTConfig(**GPT_PRESETS["char"])`` (override any field by keyword).
@@ -71,17 +101,25 @@ class GPT(HFConvertible, nn.Module):
     """
 
     config_class = GPTConfig
-    hf_converter = GPT2
+    hf_converter = DECODERS  # GPT-2, Llama or Qwen3 (ptlearn.hf.llama)
 
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = c = config
-        self.embeddings = Embeddings(c.vocab_size, c.d_model, c.max_len, dropout=c.dropout)
+        positional = "none" if c.positional == "rotary" else "learned"
+        self.embeddings = Embeddings(
+            c.vocab_size, c.d_model, c.max_len, positional=positional, dropout=c.dropout
+        )
+        rotary = Rotary(c.d_head, c.max_len, c.rope_base) if c.positional == "rotary" else None
         self.decoder = Decoder(
-            blocks(c, norm_first=True), final_norm=nn.LayerNorm(c.d_model, eps=c.norm_eps)
+            blocks(c, norm_first=True, rotary=rotary),
+            final_norm=make_norm(c.norm, c.d_model, c.norm_eps, c.bias),
         )
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
-        self.lm_head.weight = self.embeddings.token.weight  # tie: one [vocab, C] matrix, two uses
+        if c.tie_embeddings:
+            self.lm_head.weight = (
+                self.embeddings.token.weight
+            )  # tie: one [vocab, C] matrix, two uses
         self.apply(init_weights)
         # GPT-2 scales the init of the layers that write into the residual stream by 1/sqrt(N),
         # N = 2 * n_layers residual additions, so the stream's variance does not grow with depth
@@ -163,7 +201,8 @@ class GPT(HFConvertible, nn.Module):
         return ids
 
     def to_hf(self):
-        """The same weights in an HF ``transformers.GPT2LMHeadModel`` (eager attention, eval mode)."""
+        """The same weights in an HF ``transformers.GPT2LMHeadModel`` (eager attention, eval mode),
+        or ``LlamaForCausalLM`` / ``Qwen3ForCausalLM`` for a Llama-style config."""
         return self.hf_converter.to_hf(self)
 
 

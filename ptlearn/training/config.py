@@ -16,7 +16,9 @@ from ..device import AMP_MODES
 @dataclass
 class TrainConfig:
     lr: float = 3e-4  # peak learning rate, reached at the end of warm-up
-    min_lr_ratio: float = 0.1  # cosine decay ends at min_lr_ratio * lr
+    min_lr_ratio: float = 0.1  # the decay ends at min_lr_ratio * lr
+    schedule: str = "cosine"  # after warm-up: "cosine", or "wsd" (flat, then a linear cool-down)
+    decay_frac: float = 0.3  # "wsd": the last fraction of the run that decays
     weight_decay: float = 0.1  # AdamW decay, only on >=2-D weights (not biases or norms)
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-8
@@ -53,6 +55,8 @@ class TrainConfig:
 
         need(self.lr > 0, "lr", "must be > 0")
         need(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "must be in [0, 1]")
+        need(self.schedule in ("cosine", "wsd"), "schedule", 'must be "cosine" or "wsd"')
+        need(0 < self.decay_frac <= 1, "decay_frac", "must be in (0, 1]")
         need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         need(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas", "two in [0, 1)")
         need(self.eps > 0, "eps", "must be > 0")

@@ -14,8 +14,24 @@ from .config import TrainConfig
 from .muon import Muon, hidden_matrices
 
 
-def lr_at(step, *, lr, warmup_steps, max_steps=None, min_lr_ratio=0.1, progress=None) -> float:
-    """Learning rate for optimizer step ``step`` (0-based): linear warm-up, then cosine decay.
+def lr_at(
+    step,
+    *,
+    lr,
+    warmup_steps,
+    max_steps=None,
+    min_lr_ratio=0.1,
+    progress=None,
+    schedule="cosine",
+    decay_frac=0.3,
+) -> float:
+    """Learning rate for optimizer step ``step`` (0-based): linear warm-up, then the decay.
+
+    - ``"cosine"``: half a cosine from ``lr`` down to ``min_lr_ratio * lr`` over the whole run;
+    - ``"wsd"`` (warm-up, stable, decay; Hu et al. 2024, https://arxiv.org/abs/2404.06395, and
+      Hägele et al. 2024, https://arxiv.org/abs/2405.18392): hold ``lr`` until the last
+      ``decay_frac`` of the run, then fall linearly to ``min_lr_ratio * lr``. The long flat part
+      makes fast progress; the short cool-down at the end collects it.
 
     ``progress`` in [0, 1] replaces the step-based position when training is bounded by time.
     """
@@ -25,6 +41,9 @@ def lr_at(step, *, lr, warmup_steps, max_steps=None, min_lr_ratio=0.1, progress=
         progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
     progress = min(max(progress, 0.0), 1.0)
     min_lr = lr * min_lr_ratio
+    if schedule == "wsd":
+        left = min(1.0, (1.0 - progress) / decay_frac)  # 1 until the decay starts, then -> 0
+        return min_lr + left * (lr - min_lr)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
 
 

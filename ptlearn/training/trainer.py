@@ -161,6 +161,8 @@ class Trainer:
             max_steps=cfg.max_steps,
             min_lr_ratio=cfg.min_lr_ratio,
             progress=progress,
+            schedule=cfg.schedule,
+            decay_frac=cfg.decay_frac,
         )
 
     # --- training -----------------------------------------------------------------------------
