@@ -93,6 +93,7 @@ CHAPTERS = {
     "09": ("fallback", "ea1e2177", "SST-2 NOT FOUND"),  # generated reviews; AG News skipped
     "10": ("fallback", "e00a462e", "SST-2 NOT FOUND"),  # generated reviews
     "11": ("stops", "fd0c69f0", None),  # SST-2, from section 4 on
+    "12": ("stops", "12-004", None),  # Tiny Shakespeare: the race is about its text
 }
 NOTEBOOKS = {p.name[:2]: p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))}
 # what reads a data directory (or downloads): a "runs" chapter calls none of these

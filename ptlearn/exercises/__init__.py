@@ -10,7 +10,7 @@ Adding a checker for a chapter: put the messages for the mistakes it recognises 
 function that raises :class:`Mistake` with one of them (or a specific message) and returns a
 success message, and decorate it with ``@exercise(name)``. Call the learner's code through
 :func:`call`; compare tensors with :func:`close`; :func:`diagnose` finds which known mistake
-reproduces the learner's result. One module per chapter (``ch01`` ... ``ch11``); the shared
+reproduces the learner's result. One module per chapter (``ch01`` ... ``ch12``); the shared
 machinery lives in :mod:`ptlearn.exercises.framework`.
 
 How to write an exercise (the conventions every chapter follows; ``tests/test_notebook_rules.py``
@@ -76,6 +76,7 @@ from .ch08 import check_rtd_labels, check_span_corruption
 from .ch09 import check_bitfit, check_lora_attention, check_lora_linear
 from .ch10 import check_distillation_loss, check_quantize_int8
 from .ch11 import check_mean_pool, check_previous_token_head
+from .ch12 import check_rms_norm, check_rotary
 from .framework import (
     CheckResult,
     Mistake,
@@ -115,6 +116,8 @@ __all__ = [
     "check_previous_token_head",
     "check_patchify",
     "check_quantize_int8",
+    "check_rms_norm",
+    "check_rotary",
     "check_rtd_labels",
     "check_sentence_pair",
     "check_shared_encoder",
