@@ -129,6 +129,25 @@ def nanogpt_section() -> str:
     ])  # fmt: skip
 
 
+def speedrun_section() -> str:
+    r = load("speedrun")
+    if not r:
+        return "Not run: `python benchmarks/speedrun.py`."
+    rows = [
+        [s["stage"], s["change"], f"{s['mean']:.3f} ± {s['spread']:.3f}",
+         " / ".join(f"{run['val_loss']:.3f}" for run in s["runs"]), f"{s['steps_per_s']:.1f}",
+         "yes" if s["kept"] else "no"]
+        for s in r["stages"]
+    ]  # fmt: skip
+    kept = [s for s in r["stages"] if s["kept"]]
+    return "\n".join([
+        table(["stage", "change", "val loss (mean ± spread)", "per seed", "steps/s", "kept"], rows),
+        "",
+        f"{r['header']}. Chapter 04's recipe {r['stages'][0]['mean']:.3f} -> final recipe "
+        f"{kept[-1]['mean']:.3f} (stages kept: {', '.join(s['stage'] for s in kept[1:]) or 'none'}).",
+    ])  # fmt: skip
+
+
 def ddp_section() -> str:
     ddp = load("ddp_scaling")
     if not ddp:
@@ -217,6 +236,12 @@ def main() -> None:
             "exact GELU, AdamW, clipping), interleaved rounds in one process.",
             nanogpt_section(),
         ),
+        "CPU speedrun (chapter 12)": (
+            "`python benchmarks/speedrun.py`: chapter 04's GPT-2 recipe, then one change at a "
+            "time on top of the best so far, each trained 90 s on Tiny Shakespeare per seed, in "
+            "one process; a change is kept if its mean loss is >= 0.01 below the best so far.",
+            speedrun_section(),
+        ),
         "Multi-process training (DDP over gloo)": (
             "`python benchmarks/ddp_scaling.py`",
             ddp_section(),
@@ -231,7 +256,7 @@ def main() -> None:
     out = [
         "# Benchmark results",
         "",
-        "Regenerate everything with `bash benchmarks/run_all.sh` (about 25 minutes on an idle "
+        "Regenerate everything with `bash benchmarks/run_all.sh` (about 70 minutes on an idle "
         "2-core machine); it ends by running `python benchmarks/report.py`, which writes this "
         "file from `benchmarks/results/*.json`.",
         "",

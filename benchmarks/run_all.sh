@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate every figure in benchmarks/RESULTS.md (writes benchmarks/results/*.json and *.png).
 #
-#   bash benchmarks/run_all.sh            # everything: about 25 minutes on an idle 2-core machine
+#   bash benchmarks/run_all.sh            # everything: about 70 minutes on an idle 2-core machine
 #   QUICK=1 bash benchmarks/run_all.sh    # fewer repeats and shorter budgets: a smoke test
 #
 # Run it on an otherwise idle machine: every figure is a time, and other jobs on the same cores
@@ -43,6 +43,9 @@ fi
 echo "== ViT digits (helper script) and BERT pretraining"
 python benchmarks/vit_digits.py "${BUDGET_ARGS[@]}"
 python benchmarks/pretrain_bert.py "${BUDGET_ARGS[@]}"
+
+echo "== CPU speedrun of chapter 12: 9 stages x 3 seeds x 90 s (about 45 minutes)"
+python benchmarks/speedrun.py $([[ "${QUICK:-0}" == "1" ]] && echo --budget 5 --seeds 0)
 
 echo "== multi-process (DDP over gloo) vs one process"
 python benchmarks/ddp_scaling.py --steps "$DDP_STEPS"

@@ -269,3 +269,13 @@ def test_gpt2_still_converts_to_gpt2():
     ids = torch.randint(0, 40, (1, 7))
     assert_parity(model(ids).logits, hf(ids).logits, "GPT-2 logits")
     assert math.isfinite(model(ids, labels=ids).loss.item())
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_a_saved_qwen3_checkpoint_loads_from_its_folder(tmp_path, tied):
+    theirs = hf_model("qwen3", dict(head_dim=8, tie_word_embeddings=tied))
+    theirs.save_pretrained(tmp_path)
+    ours = GPT.from_pretrained(tmp_path)
+    assert ours.config.tie_embeddings == tied and ours.config.qk_norm
+    ids = torch.randint(0, 40, (1, 9))
+    assert_parity(ours(ids).logits, theirs(ids).logits, "logits from the saved folder")
