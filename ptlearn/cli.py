@@ -236,6 +236,17 @@ def run_recipe(recipe, args) -> dict:
             how = "Run the same command again to continue (or add --no-resume to start over)."
             path = trainer.save_checkpoint()
             raise Interrupted(interrupted_message(trainer.state.step, path, how)) from None
+        except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, mid-step, nothing saved now
+            last = trainer.last_checkpoint
+            kept = (
+                f"the last checkpoint, {last}, is kept"
+                if last
+                else "nothing was saved in this run (an earlier checkpoint there is untouched)"
+            )
+            raise Interrupted(
+                f"aborted at once by a second Ctrl-C during step {trainer.state.step + 1}; {kept}. "
+                "Run the same command again to continue from it."
+            ) from None
         result = _summary(trainer, recipe, time.perf_counter() - start, resumed_from)
         if trainer.rank == 0:
             print(json.dumps(result), flush=True)

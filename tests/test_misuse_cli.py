@@ -161,6 +161,21 @@ def test_ctrl_c_before_training_starts_is_one_line(capsys, monkeypatch, tmp_path
     assert not (tmp_path / "gpt").exists()
 
 
+def test_a_second_ctrl_c_during_training_says_what_was_kept(capsys, monkeypatch, tmp_path):
+    import ptlearn.training
+
+    def second_ctrl_c(self, steps=None):
+        raise KeyboardInterrupt  # the guard re-raises the second Ctrl-C in the middle of a step
+
+    monkeypatch.setattr(ptlearn.training.Trainer, "fit", second_ctrl_c)
+    with pytest.raises(SystemExit) as info:
+        cli.main([*GPT, "--steps", "2", "--data", "grammar", "--out", str(tmp_path / "gpt")])
+    assert info.value.code == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ptlearn: aborted at once by a second Ctrl-C during step 1;"), err
+    assert "nothing was written" not in err and "Run the same command again" in err
+
+
 def test_a_killed_default_run_resumes_instead_of_restarting(data_dir, tmp_path):
     """SIGKILL (OOM killer, closed laptop) after some training: the default time-based
     checkpoint means the re-run finishes the rest (the README's promise), not from zero."""
