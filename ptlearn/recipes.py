@@ -86,20 +86,26 @@ __all__ = [
 
 _RUN = dict(max_steps=None, eval_every=None)  # time-budgeted: cosine decay follows the clock
 
-GPT_RECIPES = {
-    # the 90-second CPU recipe (benchmarks/RESULTS.md, "Time to quality"): the reference recipe
-    # below made narrower (96 wide, a 2x feed-forward layer: ~1.7x the steps in the same time),
-    # with a higher learning rate that the smaller model tolerates after a longer warm-up, and the
-    # cosine decayed to zero; the blocks' matrices train with Muon (ptlearn.training.muon, lr
-    # 0.02), which reached 1.62 in 90 s on three seeds where AdamW alone reached 1.72 ("cpu-adamw")
-    "cpu": dict(
-        model=dict(d_model=96, n_layers=3, n_heads=4, d_ff=192, max_len=64, activation="gelu"),
-        batch_size=48,
-        train=dict(
-            lr=8e-3, muon_lr=0.02, warmup_steps=100, min_lr_ratio=0.0, weight_decay=0.1,
-            betas=(0.9, 0.99), time_budget=90.0, eval_batches=50, **_RUN,
-        ),
+# Chapter 04's recipe at the CPU shape: GPT-2's architecture (learned positions, LayerNorm, GELU,
+# biases, tied head) with AdamW, warm-up and cosine decay. It is where chapter 12's speedrun starts.
+_CPU_GPT2 = dict(
+    model=dict(d_model=96, n_layers=3, n_heads=4, d_ff=192, max_len=64, activation="gelu"),
+    batch_size=48,
+    train=dict(
+        lr=8e-3, warmup_steps=100, min_lr_ratio=0.0, weight_decay=0.1, betas=(0.9, 0.99),
+        time_budget=90.0, eval_batches=50, **_RUN,
     ),
+)  # fmt: skip
+
+GPT_RECIPES = {
+    # the 90-second CPU recipe (benchmarks/RESULTS.md, "Time to quality"): chapter 04's recipe
+    # ("cpu-adamw", below) with what chapter 12's speedrun kept (benchmarks/results/speedrun.json):
+    # the blocks' matrices train with Muon (ptlearn.training.muon, lr 0.02)
+    "cpu": dict(copy.deepcopy(_CPU_GPT2), train=dict(_CPU_GPT2["train"], muon_lr=0.02)),
+    # chapter 04's recipe: AdamW for every parameter (narrower than "reference": 96 wide, a 2x
+    # feed-forward layer, ~1.7x the steps in the same time, a higher learning rate that the
+    # smaller model tolerates after a longer warm-up, the cosine decayed to zero)
+    "cpu-adamw": _CPU_GPT2,
     # nanoGPT's Shakespeare-char shape for a GPU (bf16 autocast and fused AdamW come with CUDA)
     "gpu": dict(
         model=dict(d_model=384, n_layers=6, n_heads=6, d_ff=1536, max_len=256, dropout=0.2),
@@ -125,9 +131,6 @@ GPT_RECIPES = {
         train=dict(lr=3e-3, warmup_steps=2, time_budget=5.0, eval_batches=4, **_RUN),
     ),
 }  # fmt: skip
-# the "cpu" recipe with AdamW for every parameter (the default before Muon)
-_CPU = GPT_RECIPES["cpu"]
-GPT_RECIPES["cpu-adamw"] = dict(_CPU, train=dict(_CPU["train"], muon_lr=None))
 
 # the settings of benchmarks/pretrain_bert.py: BERT_PRESETS["tiny"] with a 500-piece WordPiece
 _PRETRAIN_CPU = dict(

@@ -39,7 +39,9 @@ def test_the_cpu_gpt_recipe_is_the_time_to_quality_one():
     p = recipes.GPT_RECIPES["cpu"]
     assert p["model"]["max_len"] == 64 and p["model"].get("dropout", 0.0) == 0.0
     assert p["train"]["time_budget"] == 90 and p["train"]["eval_batches"] >= 40
-    assert p["train"]["muon_lr"] and recipes.GPT_RECIPES["cpu-adamw"]["train"]["muon_lr"] is None
+    assert (
+        p["train"]["muon_lr"] and recipes.GPT_RECIPES["cpu-adamw"]["train"].get("muon_lr") is None
+    )
     gpu = recipes.GPT_RECIPES["gpu"]["model"]
     assert (gpu["n_layers"], gpu["d_model"], gpu["max_len"]) == (6, 384, 256)
 
@@ -52,7 +54,7 @@ def test_default_preset_follows_the_device():
 def test_unknown_names_list_the_valid_ones():
     with pytest.raises(ValueError, match="tinyshakespeare, grammar"):
         build("gpt", "mnist", "tiny")
-    with pytest.raises(ValueError, match="cpu, gpu, reference, tiny, cpu-adamw"):
+    with pytest.raises(ValueError, match="cpu, cpu-adamw, gpu, reference, tiny"):
         build("gpt", "grammar", "huge")
     with pytest.raises(ValueError, match="sst2, ag_news, grammar"):
         build_finetune("bert", "imdb", "tiny")
