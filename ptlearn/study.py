@@ -163,15 +163,18 @@ def predict(model, ids, pad_id: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def features(backbone, pooling: str, ids, pad_id: int) -> torch.Tensor:
-    """Frozen sentence vectors ``[N, C]``: the backbone's hidden states, pooled."""
+def features(backbone, pooling, ids, pad_id: int) -> torch.Tensor:
+    """Frozen sentence vectors ``[N, C]``: the backbone's hidden states, pooled. ``pooling`` is a
+    name of :func:`~ptlearn.finetune.pool` or a function ``(hidden [B, T, C], mask [B, T]) -> [B, C]``
+    (chapter 08 passes the learner's last-token reader)."""
     backbone.eval()
     device = next(backbone.parameters()).device
+    read = pooling if callable(pooling) else functools.partial(pool, how=pooling)
     out = []
     for b in batches(ids, pad_id):
         b = {k: v.to(device) for k, v in b.items()}
         hidden = backbone(**b).last_hidden_state  # [B, T, C]
-        out.append(pool(hidden, b["attention_mask"], pooling).float().cpu())  # [B, C]
+        out.append(read(hidden, b["attention_mask"]).float().cpu())  # [B, C]
     return torch.cat(out)
 
 
@@ -186,7 +189,7 @@ def logistic_regression(train_x, train_y, test_x, test_y) -> float:
     return float(clf.score(test_x, test_y))
 
 
-def linear_probe(backbone, pooling: str, train, test, pad_id: int) -> float:
+def linear_probe(backbone, pooling, train, test, pad_id: int) -> float:
     """Frozen backbone -> pooled features -> logistic regression: what the features already hold."""
     train_x = features(backbone, pooling, train[0], pad_id).numpy()
     test_x = features(backbone, pooling, test[0], pad_id).numpy()
@@ -319,8 +322,11 @@ def evaluate_backbone(backbone, pooling: str, data: StudyData, config, device, s
     )
 
 
-def run_objective(name, data: StudyData, config: StudyConfig, device="cpu", seed: int = 0) -> dict:
-    """Pretrain one objective (or, for ``"random"``, nothing) and evaluate its backbone."""
+def run_objective(
+    name, data: StudyData, config: StudyConfig, device="cpu", seed: int = 0, keep=None
+) -> dict:
+    """Pretrain one objective (or, for ``"random"``, nothing) and evaluate its backbone. With a
+    dict ``keep``, ``keep[name] = (backbone, pooling)``: the pretrained encoder, for a closer look."""
     set_seed(seed)  # the same initialisation stream for every objective
     row = {"objective": name, "label": OBJECTIVES.get(name) or BASELINES[name], "seed": seed}
     if name == "random":
@@ -335,6 +341,8 @@ def run_objective(name, data: StudyData, config: StudyConfig, device="cpu", seed
         row.update(pretrain(task, config, device, seed))
         row["zero_shot"] = zero_shot(name, task.model, data, config.backbone["max_len"], device)
         backbone, pooling = task.backbone(), task.pooling
+    if keep is not None:
+        keep[name] = (backbone, pooling)
     row.update(params=count_parameters(backbone), pooling=pooling)
     row.update(evaluate_backbone(backbone, pooling, data, config, device, seed))
     return row
@@ -354,13 +362,16 @@ def baseline_rows(data: StudyData, config: StudyConfig, seed: int) -> list[dict]
     ]
 
 
-def run_study(config: StudyConfig, data: StudyData | None = None, device="cpu", seed=0, log=print):
-    """Every objective, the random-init backbone and the baselines for one seed: row dicts."""
+def run_study(
+    config: StudyConfig, data: StudyData | None = None, device="cpu", seed=0, log=print, keep=None
+):
+    """Every objective, the random-init backbone and the baselines for one seed: row dicts.
+    ``keep``: a dict that receives each ``(backbone, pooling)`` (see :func:`run_objective`)."""
     data = data or load_study_data(config)
     rows = []
     for name in (*config.objectives, "random"):
         start = time.perf_counter()
-        rows.append(run_objective(name, data, config, device, seed))
+        rows.append(run_objective(name, data, config, device, seed, keep=keep))
         if log:
             seconds = time.perf_counter() - start
             log(f"seed {seed} {rows[-1]['label']:<36} {format_scores(rows[-1])}  ({seconds:.0f} s)")

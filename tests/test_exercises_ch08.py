@@ -1,4 +1,4 @@
-"""Chapter 08 checkers: ELECTRA's replaced-token labels and T5's span corruption.
+"""Chapter 08 checkers: ELECTRA's replaced-token labels, T5's span corruption, GPT-1's last token.
 
 Each buggy function is a mistake learners make; each test asserts the checker's exact verdict.
 """
@@ -6,13 +6,16 @@ Each buggy function is a mistake learners make; each test asserts the checker's 
 import torch
 
 from ptlearn.exercises.ch08 import (
+    LAST_TOKEN_MISTAKES,
     RTD_MISTAKES,
     SPAN_MISTAKES,
+    check_last_token_pool,
     check_rtd_labels,
     check_span_corruption,
     sentinel_spans,
 )
 from ptlearn.exercises.framework import CheckResult
+from ptlearn.finetune import pool
 from ptlearn.pretraining import replace_and_label, spans_to_sentinels
 
 
@@ -156,3 +159,71 @@ def test_span_other_mistakes_show_both_answers():
 
     result = check_span_corruption(buggy)
     assert not result.passed and "expected" in result.message and "you returned" in result.message
+
+
+# --- GPT-1's last-token head -------------------------------------------------------------------
+
+
+def test_last_token_pool_solutions_pass():
+    def gather(hidden, attention_mask):  # ptlearn's own pooling
+        return pool(hidden, attention_mask, "last")
+
+    def loop(hidden, attention_mask):  # an independent solution, one row at a time
+        return torch.stack([h[int(m.sum()) - 1] for h, m in zip(hidden, attention_mask)])
+
+    assert check_last_token_pool(gather).passed
+    assert check_last_token_pool(loop).passed
+
+
+def test_last_token_pool_position_minus_one():
+    def buggy(hidden, attention_mask):
+        return hidden[:, -1]
+
+    assert fails_with(check_last_token_pool(buggy), LAST_TOKEN_MISTAKES["position_minus_one"])
+
+
+def test_last_token_pool_first_token():
+    def buggy(hidden, attention_mask):
+        return hidden[:, 0]
+
+    assert fails_with(check_last_token_pool(buggy), LAST_TOKEN_MISTAKES["first_token"])
+
+
+def test_last_token_pool_one_past_and_mean():
+    def one_past(hidden, attention_mask):
+        index = attention_mask.sum(1).clamp(max=hidden.shape[1] - 1)
+        return hidden[torch.arange(hidden.shape[0]), index]
+
+    def mean(hidden, attention_mask):
+        return pool(hidden, attention_mask, "mean")
+
+    def unclamped(hidden, attention_mask):  # index T for the unpadded row
+        return hidden[torch.arange(hidden.shape[0]), attention_mask.sum(1)]
+
+    assert fails_with(check_last_token_pool(one_past), LAST_TOKEN_MISTAKES["one_past"])
+    assert fails_with(check_last_token_pool(mean), LAST_TOKEN_MISTAKES["mean"])
+    assert "your function raised IndexError" in check_last_token_pool(unclamped).message
+
+
+def test_last_token_pool_wrong_shape():
+    def buggy(hidden, attention_mask):
+        return hidden[:, -1:]  # [B, 1, C]
+
+    result = check_last_token_pool(buggy)
+    assert not result.passed and "[B, C]" in result.message
+
+
+def test_the_notebooks_last_token_solution_passes():
+    import json
+    import re
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "notebooks" / "08_objectives.ipynb"
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    text = next(
+        "".join(c["source"]) for c in cells if "def last_token_solution(" in "".join(c["source"])
+    )
+    code = re.search(r"```python\n(.*?)```", text.split("<summary>Solution</summary>")[1], re.S)
+    namespace = {"torch": torch}
+    exec(code.group(1), namespace)
+    assert check_last_token_pool(namespace["last_token_solution"]).passed

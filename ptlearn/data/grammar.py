@@ -21,6 +21,9 @@ each other, so at most three of the four cases can be right: accuracy <= 1 - neg
 ``make_grammar_documents`` strings such sentences into short reviews (a topic, an opening, ordered
 remarks, a verdict) for next-sentence (NSP) and sentence-order (SOP) prediction.
 
+``make_continuation_pairs`` draws labelled sentence pairs from such reviews (is B the sentence
+that follows A?): chapter 05's sentence-pair fine-tuning task.
+
 ``make_rated_reviews`` pairs each sentence with the reviewer's verdict word (``recommended`` or
 ``avoid``, :data:`VERDICTS`), which follows the sentence's label: unlabelled text in which the
 sentiment is *latent*. Nobody labels anything, yet a model that predicts the verdict from the
@@ -34,6 +37,7 @@ import random
 __all__ = [
     "VERDICTS",
     "make_grammar_corpus",
+    "make_continuation_pairs",
     "make_grammar_documents",
     "make_rated_reviews",
     "sentiment_label",
@@ -166,3 +170,32 @@ def make_rated_reviews(
         if sentence not in exclude:
             sentences.append(sentence)
     return sentences, [VERDICTS[sentiment_label(s)] for s in sentences]
+
+
+def make_continuation_pairs(n_docs: int, seed: int = 0) -> tuple[list[str], list[str], list[int]]:
+    """One labelled sentence pair per generated review: ``(a_texts, b_texts, labels)``.
+
+    A is a random sentence of the review (not its last); B is the sentence that follows it
+    (label 1, "continues") or, with probability 1/2, a random sentence of another review (label 0).
+    The reviews are :func:`make_grammar_documents` ``(n_docs, seed)``: pick a seed other than a
+    pretraining corpus's to get documents it never saw.
+    """
+    if n_docs < 2:
+        raise ValueError(
+            f"need at least 2 documents to draw another review's sentence, got {n_docs}."
+        )
+    docs = make_grammar_documents(n_docs, seed=seed)
+    rng = random.Random(seed)
+    a_texts, b_texts, labels = [], [], []
+    for j, doc in enumerate(docs):
+        i = rng.randrange(len(doc) - 1)
+        follows = rng.random() < 0.5
+        if follows:
+            b = doc[i + 1]
+        else:
+            k = rng.randrange(len(docs) - 1)
+            b = rng.choice(docs[k + (k >= j)])  # any review but this one
+        a_texts.append(doc[i])
+        b_texts.append(b)
+        labels.append(int(follows))
+    return a_texts, b_texts, labels

@@ -154,3 +154,56 @@ def check_span_corruption(fn) -> str:
     return (
         "spans become one sentinel each, and the target lists them in order with a final sentinel."
     )
+
+
+LAST_TOKEN_MISTAKES = {
+    "position_minus_one": "you read position -1, the last column of the batch: in a right-padded "
+    "batch that is a [PAD] token for every sentence shorter than the longest. Read each sentence "
+    "at its own last real token, index attention_mask.sum(1) - 1.",
+    "first_token": "you read the first token, BERT's [CLS] habit: in a causal model the first "
+    "position has seen only itself. GPT-1 reads the last token (its <extract>), the only one that "
+    "has seen the whole input.",
+    "one_past": "you read one position too far, attention_mask.sum(1): the first padding position "
+    "(or past the end). The last real token is at attention_mask.sum(1) - 1.",
+    "mean": "you averaged the tokens: GPT-1's head reads the last token's hidden state alone.",
+}
+
+
+@exercise("GPT-1's last-token head")
+def check_last_token_pool(fn) -> str:
+    """Check ``fn(hidden [B, T, C], attention_mask [B, T]) -> [B, C]``: each sequence's hidden state
+    at its last real token (right padding), the vector GPT-1's classification head reads. Random
+    hidden states, sentences of different lengths, one without padding; names the mistakes in
+    ``LAST_TOKEN_MISTAKES``: position -1, the first token, one past the end, a mean."""
+    m, g = LAST_TOKEN_MISTAKES, torch.Generator().manual_seed(8)
+    for B, T, C in [(4, 7, 6), (3, 5, 4)]:
+        hidden = torch.randn(B, T, C, generator=g)
+        lengths = torch.tensor([T, 2, T - 1, 3][:B])  # row 0 unpadded, the others padded
+        mask = (torch.arange(T)[None, :] < lengths[:, None]).long()  # [B, T]
+        got = expect_tensor(
+            call(
+                fn,
+                hidden.clone(),
+                mask.clone(),
+                inputs=describe(hidden=hidden, attention_mask=mask),
+            ),
+            "the result",
+        )
+        expect_shape(got, (B, C), "the result", "It should be [B, C]: one vector per sequence.")
+        expected = hidden[torch.arange(B), lengths - 1]  # [B, C]
+        if torch.allclose(got.float(), expected, atol=1e-6):
+            continue
+        m_f = mask[..., None].float()
+        variants = {
+            m["position_minus_one"]: hidden[:, -1],
+            m["first_token"]: hidden[:, 0],
+            m["one_past"]: hidden[torch.arange(B), lengths.clamp(max=T - 1)],
+            m["mean"]: (hidden * m_f).sum(1) / m_f.sum(1),
+        }
+        found = next(
+            (msg for msg, v in variants.items() if torch.allclose(got.float(), v, atol=1e-6)), None
+        )
+        if found is None and torch.allclose(got[1:].float(), hidden[1:, -1], atol=1e-6):
+            found = m["position_minus_one"]
+        raise Mistake(found or "the result differs from each sequence's last real token's vector.")
+    return "each sequence is read at its own last real token, padding or not."
