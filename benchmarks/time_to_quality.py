@@ -4,6 +4,7 @@
     python benchmarks/time_to_quality.py vit                # ptlearn train vit --data digits --time-budget 60
     python benchmarks/time_to_quality.py gpt --steps 600    # the same recipe for a fixed number of steps
     python benchmarks/time_to_quality.py gpt --reference --steps 600   # the reference recipe, same steps
+    python benchmarks/time_to_quality.py gpt --seed 1       # another seed (record "gpt-seed1")
 
 Each run is a fresh ``python -m ptlearn.cli train ...`` subprocess whose final JSON line is kept,
 together with the CPU seconds the run used and the load average before and after it: on a
@@ -77,6 +78,9 @@ def command(args: argparse.Namespace) -> tuple[str, list[str]]:
     if args.threads:
         cli += ["--threads", str(args.threads)]
         name += f"-threads{args.threads}"
+    if args.seed:
+        cli += ["--seed", str(args.seed)]
+        name += f"-seed{args.seed}"
     return name, cli
 
 
@@ -87,6 +91,7 @@ def main() -> None:
     parser.add_argument("--time-budget", type=float, help="another budget than the default")
     parser.add_argument("--reference", action="store_true", help="the issue's reference recipe")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--seed", type=int, default=0, help="the run's seed")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     name, cli = command(args)

@@ -100,8 +100,13 @@ _CPU_GPT2 = dict(
 GPT_RECIPES = {
     # the 90-second CPU recipe (benchmarks/RESULTS.md, "Time to quality"): chapter 04's recipe
     # ("cpu-adamw", below) with what chapter 12's speedrun kept (benchmarks/results/speedrun.json):
-    # the blocks' matrices train with Muon (ptlearn.training.muon, lr 0.02)
-    "cpu": dict(copy.deepcopy(_CPU_GPT2), train=dict(_CPU_GPT2["train"], muon_lr=0.02)),
+    # the blocks' matrices train with Muon (ptlearn.training.muon, lr 0.02) and positions are
+    # rotary (ptlearn.rotary); WSD, ReLU², no biases, RMSNorm, QK-norm and SwiGLU did not pay here
+    "cpu": dict(
+        copy.deepcopy(_CPU_GPT2),
+        model=dict(_CPU_GPT2["model"], positional="rotary"),
+        train=dict(_CPU_GPT2["train"], muon_lr=0.02),
+    ),
     # chapter 04's recipe: AdamW for every parameter (narrower than "reference": 96 wide, a 2x
     # feed-forward layer, ~1.7x the steps in the same time, a higher learning rate that the
     # smaller model tolerates after a longer warm-up, the cosine decayed to zero)

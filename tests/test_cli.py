@@ -81,7 +81,10 @@ def test_steps_continue_from_the_checkpoint_and_refuse_another_shape(capsys, tmp
         (["train", "gpt", "--data", "mnist"], "choose one of: tinyshakespeare, grammar"),
         (["train", "vit", "--data", "cifar"], "choose one of: digits"),
         (["finetune", "bert", "--data", "imdb"], "choose one of: sst2, ag_news, grammar"),
-        (["train", "gpt", "--preset", "huge"], "choose one of: cpu, gpu, reference, tiny"),
+        (
+            ["train", "gpt", "--preset", "huge"],
+            "choose one of: cpu, cpu-adamw, gpu, reference, tiny",
+        ),
         (["finetune", "bert", "--data", "grammar", "--from", "/no/such/run"], "tokenizer.json"),
     ],
 )

@@ -12,6 +12,7 @@ from ptlearn.attention import MultiHeadAttention
 from ptlearn.layers import FeedForward, GatedFeedForward, activation_layer
 from ptlearn.models import GPT, GPTConfig
 from ptlearn.norms import RMSNorm, make_norm
+from ptlearn.recipes import GPT_RECIPES
 from ptlearn.rotary import Rotary, rotate_half
 from ptlearn.training import lr_at
 from ptlearn.training.muon import hidden_matrices
@@ -260,6 +261,10 @@ def test_conversion_refuses_what_ptlearn_does_not_build():
     mixed = GPT(tiny(norm="rmsnorm"))  # GPT-2 with RMSNorm: no HF class builds it
     with pytest.raises(ValueError, match="no HF class"):
         mixed.to_hf()
+    # chapter 12's winner: rotary positions with GPT-2's LayerNorm and GELU
+    speedrun_winner = GPT(GPTConfig(vocab_size=65, **GPT_RECIPES["cpu"]["model"]))
+    with pytest.raises(ValueError, match="no HF class"):
+        speedrun_winner.to_hf()
 
 
 def test_gpt2_still_converts_to_gpt2():

@@ -1,6 +1,8 @@
 """Chapter 12's speedrun helpers: the keep rule, recipes built from stages, runs of a fixed length."""
 
 import copy
+import json
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +92,13 @@ def test_step_times_times_every_preset():
     times = step_times({"a": TINY, "b": recipe_with(TINY, {"model": {"norm": "rmsnorm"}})},
                        steps=2, rounds=1)  # fmt: skip
     assert set(times) == {"a", "b"} and all(t > 0 for t in times.values())
+
+
+def test_the_default_cpu_recipe_is_the_stored_races_winner():
+    stored = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "speedrun.json"
+    rows = json.loads(stored.read_text())["stages"]
+    assert [r["stage"] for r in rows] == [s.name for s in STAGES]
+    assert rows[0]["recipe"]["model"] == GPT_RECIPES["cpu-adamw"]["model"]
+    winner = [r for r in rows if r["kept"]][-1]["recipe"]
+    final = json.loads(json.dumps(GPT_RECIPES["cpu"]))  # tuples -> lists, as the file holds them
+    assert winner["model"] == final["model"] and winner["train"] == final["train"]

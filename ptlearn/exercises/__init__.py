@@ -72,7 +72,7 @@ from .ch07 import (
     check_patchify,
     check_vit_classifier,
 )
-from .ch08 import check_rtd_labels, check_span_corruption
+from .ch08 import check_last_token_pool, check_rtd_labels, check_span_corruption
 from .ch09 import check_bitfit, check_lora_attention, check_lora_linear
 from .ch10 import check_distillation_loss, check_quantize_int8
 from .ch11 import check_mean_pool, check_previous_token_head
@@ -101,6 +101,7 @@ __all__ = [
     "check_factorized_param_count",
     "check_greedy_decode",
     "check_kv_cache",
+    "check_last_token_pool",
     "check_layer_norm",
     "check_lora_attention",
     "check_lora_linear",
