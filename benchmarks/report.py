@@ -188,6 +188,39 @@ def widget_section() -> str:
     )
 
 
+def chapters_section() -> str:
+    r = load("chapters")
+    if not r:
+        return "Not run: `python benchmarks/chapter_times.py`."
+    settings = [s for s in ("cores", "binder") if s in r]
+    titles = {
+        "cores": lambda x: f"{x['cpu_count']} cores, no limits",
+        "binder": lambda x: "Binder limits (1-CPU quota, 2 GiB)",
+    }
+    names = sorted({n for s in settings for n in r[s]["chapters"]})
+    header = ["chapter"]
+    for s in settings:
+        header += [f"{titles[s](r[s])}: s", "peak MiB"]
+    rows = []
+    for name in names:
+        row = [name.removesuffix(".ipynb")]
+        for s in settings:
+            c = r[s]["chapters"].get(name)
+            if c is None:
+                row += ["", ""]
+            elif c.get("error"):
+                row += ["failed", ""]
+            else:
+                row += [f"{c['seconds']:.0f}", f"{c['peak_mib']:.0f}" if c["peak_mib"] else ""]
+        rows.append(row)
+    notes = [
+        f"{titles[s](r[s])}: {r[s]['source']}, {r[s]['date']}, load average at the end "
+        f"{r[s]['load_average_at_end']}."
+        for s in settings
+    ]
+    return "\n".join([table(header, rows), ""] + [f"- {n}" for n in notes])
+
+
 def other_section() -> str:
     parts = []
     vit = load("vit_digits")
@@ -251,6 +284,12 @@ def main() -> None:
             "time on top of the best so far, each trained 90 s on Tiny Shakespeare per seed, in "
             "one process; a change is kept if its mean loss is >= 0.01 below the best so far.",
             speedrun_section(),
+        ),
+        "Chapters: wall time and peak memory": (
+            "`python benchmarks/chapter_times.py` (and `--binder`): every notebook top to bottom "
+            "in a fresh kernel, as the notebook tests run it. Peak memory: the kernel's own "
+            "high-water mark without limits, the cgroup's under Binder's.",
+            chapters_section(),
         ),
         "Multi-process training (DDP over gloo)": (
             "`python benchmarks/ddp_scaling.py`",

@@ -50,6 +50,11 @@ python benchmarks/speedrun.py $([[ "${QUICK:-0}" == "1" ]] && echo --budget 5 --
 echo "== multi-process (DDP over gloo) vs one process"
 python benchmarks/ddp_scaling.py --steps "$DDP_STEPS"
 
+if [[ "${QUICK:-0}" != "1" ]]; then
+  echo "== every chapter top to bottom on this machine's cores (about 25 minutes)"
+  python benchmarks/chapter_times.py
+fi
+
 echo "== widget redraw"
 python benchmarks/widget_redraw.py
 

@@ -77,6 +77,17 @@ def test_embeddings_reject_bad_ids_with_clear_messages(ids, error, pattern):
         emb(ids)
 
 
+def test_the_id_check_does_not_break_a_compiled_graph():
+    """Under torch.compile the range check (a read-back of min and max ids) is skipped: on a GPU it
+    split the graph on every forward (seen on an H200). Eager calls still check."""
+    emb = Embeddings(10, 8, max_len=6)
+    compiled = torch.compile(emb, backend="eager", fullgraph=True)  # fullgraph: a break raises
+    ids = torch.tensor([[1, 2, 3]])
+    torch.testing.assert_close(compiled(ids), emb(ids))
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        emb(torch.tensor([[1, 10]]))
+
+
 def test_embeddings_reject_bad_token_type_ids():
     emb = Embeddings(10, 8, max_len=6, type_vocab_size=2)
     with pytest.raises(ValueError, match="token_type_ids has shape"):
