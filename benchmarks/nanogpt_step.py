@@ -5,11 +5,16 @@ CPU shape from its README (4 layers, 4 heads, 128 wide, MLP 512, context 64, bat
 vocabulary of 65, no dropout, biases on) and nanoGPT's exact GELU; ptlearn's GPT is built with
 ``activation="gelu"`` (its default is GPT-2's tanh approximation). Both train on the same batches,
 with every one of the 64 positions scored (ptlearn: labels one token longer than the inputs), and
-the same loop: forward, backward, gradient clipping at 1.0, AdamW (weight decay on matrices only),
-``zero_grad(set_to_none=True)``.
+the same loop: forward, backward, gradient clipping at 1.0, optimizer step,
+``zero_grad(set_to_none=True)``. The optimizer is the same algorithm and settings on both sides
+(AdamW, lr 1e-3, betas (0.9, 0.99), weight decay 0.1 on matrices only), each built by its own
+project's code: ptlearn's ``make_optimizer`` (PyTorch's fused AdamW kernel, on CPUs too) and
+nanoGPT's ``configure_optimizers`` (fused on CUDA only, so the per-tensor version here). A third
+side, ptlearn's model with nanoGPT's optimizer, isolates the model code: its ratio is the
+"model only" figure.
 
-Rounds alternate A B, B A, ... (``--steps`` timed steps each side per round) so that a change in the
-machine's load hits both sides alike. The ratio of each round (ptlearn / nanoGPT, below 1.0 =
+Rounds rotate the order of the sides (``--steps`` timed steps each per round) so that a change in
+the machine's load hits all of them alike. The ratio of each round (ptlearn / nanoGPT, below 1.0 =
 ptlearn faster) is reported as its median and spread over rounds.
 
 Model-FLOPs utilisation (MFU): the training step's model FLOPs (nanoGPT's estimate from the PaLM
@@ -24,6 +29,8 @@ divided by this CPU's peak measured here with one large float32 matmul at the sa
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import platform
@@ -35,6 +42,8 @@ from pathlib import Path
 import torch
 
 from ptlearn.models import GPT, GPTConfig
+from ptlearn.training import TrainConfig
+from ptlearn.training.schedule import make_optimizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from third_party import nanogpt_model  # noqa: E402
@@ -61,14 +70,16 @@ def build_models(seed: int = 0):
     return ours.train(), theirs.train()
 
 
-def adamw(model: torch.nn.Module) -> torch.optim.AdamW:
-    """nanoGPT's optimizer (train.py defaults): AdamW, weight decay 0.1 on matrices only."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.99))
+def ptlearn_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
+    """What ptlearn's Trainer builds for these settings (fused AdamW where PyTorch has it)."""
+    config = TrainConfig(lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
+    return make_optimizer(model, config, torch.device("cpu"))
+
+
+def nanogpt_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
+    """What nanoGPT's train.py builds (its defaults): ``configure_optimizers`` on the CPU."""
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints its parameter counts
+        return nanogpt_model.GPT.configure_optimizers(model, 0.1, 1e-3, (0.9, 0.99), "cpu")
 
 
 def ptlearn_loss(model, window):
@@ -80,8 +91,8 @@ def nanogpt_loss(model, window):
     return model(x, y)[1]
 
 
-def make_stepper(model, loss_fn):
-    optimizer = adamw(model)
+def make_stepper(model, loss_fn, make_optimizer):
+    optimizer = make_optimizer(model)
 
     def step(window):
         loss = loss_fn(model, window)
@@ -120,25 +131,42 @@ def flops_per_step(model: GPT) -> float:
     return per_token * T * BATCH
 
 
+def spread(ratios: list[float]) -> dict:
+    """Median, quartiles and range of per-round ratios."""
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    return {
+        "median": statistics.median(ratios),
+        "quartiles": [quartiles[0], quartiles[2]],
+        "min_max": [min(ratios), max(ratios)],
+        "ratios": ratios,
+    }
+
+
 def run(rounds: int, steps: int, warmup: int, seed: int) -> dict:
     ours, theirs = build_models(seed)
+    ours_again, _ = build_models(seed)  # the same weights, for the model-only comparison
     g = torch.Generator().manual_seed(seed)
     windows = torch.randint(
         0, SHAPE["vocab_size"], (steps, BATCH, SHAPE["max_len"] + 1), generator=g
     )
     steppers = {
-        "ptlearn": make_stepper(ours, ptlearn_loss),
-        "nanogpt": make_stepper(theirs, nanogpt_loss),
+        "ptlearn": make_stepper(ours, ptlearn_loss, ptlearn_optimizer),
+        "nanogpt": make_stepper(theirs, nanogpt_loss, nanogpt_optimizer),
+        "ptlearn model, nanogpt optimizer": make_stepper(
+            ours_again, ptlearn_loss, nanogpt_optimizer
+        ),
     }
     for step in steppers.values():
         timed(step, windows[: max(1, min(warmup, steps))])
     times = {name: [] for name in steppers}
+    names = list(steppers)
     for r in range(rounds):
-        order = ["ptlearn", "nanogpt"] if r % 2 == 0 else ["nanogpt", "ptlearn"]
-        for name in order:
+        for name in names[r % 3 :] + names[: r % 3]:  # rotate who goes first
             times[name].append(timed(steppers[name], windows))
-    ratios = [a / b for a, b in zip(times["ptlearn"], times["nanogpt"])]
-    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    step_ratio = spread([a / b for a, b in zip(times["ptlearn"], times["nanogpt"])])
+    model_ratio = spread(
+        [a / b for a, b in zip(times["ptlearn model, nanogpt optimizer"], times["nanogpt"])]
+    )
     peak = matmul_peak()
     flops = flops_per_step(ours)
     median = {name: statistics.median(t) for name, t in times.items()}
@@ -147,10 +175,11 @@ def run(rounds: int, steps: int, warmup: int, seed: int) -> dict:
         "rounds": rounds,
         "steps_per_round": steps,
         "ms_per_step": {name: 1000 * t for name, t in median.items()},
-        "ratio_median": statistics.median(ratios),
-        "ratio_quartiles": [quartiles[0], quartiles[2]],
-        "ratio_min_max": [min(ratios), max(ratios)],
-        "ratios": ratios,
+        "ratio_median": step_ratio["median"],
+        "ratio_quartiles": step_ratio["quartiles"],
+        "ratio_min_max": step_ratio["min_max"],
+        "ratios": step_ratio["ratios"],
+        "model_only": model_ratio,
         "model_flops_per_step": flops,
         "matmul_peak_gflops": peak / 1e9,
         "mfu": {name: flops / t / peak for name, t in median.items()},
@@ -163,11 +192,11 @@ def profile(seed: int) -> None:
 
     ours, theirs = build_models(seed)
     window = torch.randint(0, SHAPE["vocab_size"], (BATCH, SHAPE["max_len"] + 1))
-    for name, model, loss_fn in [
-        ("ptlearn", ours, ptlearn_loss),
-        ("nanogpt", theirs, nanogpt_loss),
+    for name, model, loss_fn, optimizer in [
+        ("ptlearn", ours, ptlearn_loss, ptlearn_optimizer),
+        ("nanogpt", theirs, nanogpt_loss, nanogpt_optimizer),
     ]:
-        step = make_stepper(model, loss_fn)
+        step = make_stepper(model, loss_fn, optimizer)
         for _ in range(5):
             step(window)
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -195,7 +224,10 @@ def main() -> None:
         "torch": torch.__version__,
         "load_average": list(os.getloadavg()),
     }
-    print(json.dumps({k: v for k, v in result.items() if k != "ratios"}, indent=1))
+    print(
+        json.dumps({k: v for k, v in result.items() if k not in ("ratios", "model_only")}, indent=1)
+    )
+    print("model only:", {k: v for k, v in result["model_only"].items() if k != "ratios"})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
 

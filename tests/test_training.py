@@ -1,5 +1,6 @@
 """Trainer: schedule, config checks, learning, determinism, callbacks, divergence, exact resume."""
 
+import copy
 import json
 import math
 import os
@@ -96,6 +97,33 @@ def test_weight_decay_applies_only_to_matrices():
     assert groups[0]["weight_decay"] == 0.3 and groups[1]["weight_decay"] == 0.0
     assert decayed == {id(model.emb.weight), id(model.head.weight)}
     assert {id(p) for p in groups[1]["params"]} == {id(model.norm.weight), id(model.norm.bias)}
+
+
+def test_cpu_adamw_is_the_fused_kernel_and_steps_like_the_per_tensor_one():
+    """make_optimizer takes PyTorch's fused AdamW on the CPU (about 5x faster per step here); it
+    must move the weights exactly as the default per-tensor AdamW does, up to float rounding."""
+    torch.manual_seed(0)
+    fused_model = TinyLM(TinyConfig(dropout=0.0))
+    plain_model = copy.deepcopy(fused_model)
+    config = TrainConfig(lr=1e-2, weight_decay=0.1)
+    fused = make_optimizer(fused_model, config, torch.device("cpu"))
+    assert all(g["fused"] for g in fused.param_groups)
+    plain = torch.optim.AdamW(
+        [
+            {"params": [p for p in plain_model.parameters() if p.dim() >= 2], "weight_decay": 0.1},
+            {"params": [p for p in plain_model.parameters() if p.dim() < 2], "weight_decay": 0.0},
+        ],
+        lr=1e-2, betas=config.betas, eps=config.eps,
+    )  # fmt: skip
+    ids = torch.randint(0, TinyConfig().vocab_size, (4, 8))
+    for _ in range(5):
+        for model, opt in ((fused_model, fused), (plain_model, plain)):
+            model(ids, labels=ids).loss.backward()
+            opt.step()
+            opt.zero_grad()
+    for a, b in zip(fused_model.parameters(), plain_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(fused_model.head.weight, TinyLM().head.weight)  # it did train
 
 
 # --- learning, evaluation, determinism ----------------------------------------------------------

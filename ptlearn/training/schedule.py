@@ -47,6 +47,14 @@ def lr_at(
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
 
 
+# Where PyTorch has a fused AdamW kernel (CPU since torch 2.4). Measured on 2 CPU cores for
+# nanoGPT's CPU shape (0.8M parameters, 26 tensors): 0.95 ms per step against 4.6 ms for the
+# default per-tensor ("foreach") version, the same numbers up to float rounding (tests compare).
+FUSED_ADAMW_DEVICES = (
+    ("cuda", "cpu") if tuple(map(int, torch.__version__.split(".")[:2])) >= (2, 4) else ("cuda",)
+)
+
+
 def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device):
     """AdamW with weight decay on matrices (>= 2-D) only: decaying biases and norm gains hurts.
 
@@ -62,7 +70,7 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.de
             {"params": [p for p in params if p.dim() >= 2], "weight_decay": wd},
             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
         ]
-        fused = device.type == "cuda"  # one kernel for all parameters instead of one per tensor
+        fused = device.type in FUSED_ADAMW_DEVICES  # one kernel over all tensors, not ~10 ops each
         return torch.optim.AdamW(groups, lr=config.lr, fused=fused, **common)
     matrices = hidden_matrices(model)
     chosen = {id(p) for p in matrices}
