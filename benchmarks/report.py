@@ -249,6 +249,18 @@ def other_section() -> str:
                 f"(unigram baseline {r['unigram_accuracy']:.3f}), NSP accuracy "
                 f"{r['nsp_accuracy']:.3f} ({r['machine']})."
             )
+    for name in ("distillation_seeds", "distillation_grammar"):
+        d = load(name)
+        if d:
+            gain = d["summary"]["transfer set - labels alone"]
+            st = d["settings"]
+            parts.append(
+                f"- `python benchmarks/distillation_seeds.py` ({st.get('data', 'sst2')}, "
+                f"{st['n_labeled']} labels, {st.get('student', 'half-width')} student, "
+                f"{len(d['seeds'])} seeds): the student distilled on the transfer set "
+                f"{100 * gain['min']:+.1f} to {100 * gain['max']:+.1f} points over the same "
+                f"student on labels alone ([results/{name}.json](results/{name}.json))."
+            )
     if (RESULTS / "objectives_study.md").is_file():
         parts.append(
             "- `python benchmarks/objectives_study.py`: six pretraining objectives compared, "

@@ -20,6 +20,7 @@ https://arxiv.org/abs/1909.10351) also matches intermediate hidden states; see
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import statistics
 import tempfile
@@ -117,6 +118,49 @@ def model_width(model: nn.Module) -> int:
 
 
 # --- a model the Trainer can train ----------------------------------------------------------------
+
+
+def every_other_layer(encoder: nn.Module) -> nn.Module:
+    """DistilBERT's student (Sanh et al. 2019, https://arxiv.org/abs/1910.01108, section 3): the
+    same architecture with half the layers, initialised from the (pretrained) encoder by taking
+    its embeddings and one layer out of two (0, 2, 4, ... of ``encoder.encoder.layers``).
+
+    Width and head count stay, so every kept matrix fits as it is; the student starts as a
+    shallower copy of what the teacher knew before fine-tuning, not from random layers.
+    """
+    c = encoder.config
+    student = type(encoder)(dataclasses.replace(c, n_layers=(c.n_layers + 1) // 2))
+    weights = {}
+    for name, value in encoder.state_dict().items():
+        if name.startswith("encoder.layers."):
+            index, rest = name.removeprefix("encoder.layers.").split(".", 1)
+            if int(index) % 2:
+                continue  # every second layer is left out
+            name = f"encoder.layers.{int(index) // 2}.{rest}"
+        weights[name] = value
+    student.load_state_dict(weights)  # strict: every student weight comes from the encoder
+    return student
+
+
+def pseudo_labelled(batch_fn, teacher: nn.Module):
+    """A Trainer batch function: ``batch_fn``'s batches with ``labels`` set to the teacher's argmax.
+
+    Pseudo-labelling (self-training): the teacher's *hard* labels on unlabelled text. It is the
+    sceptic's baseline for distillation on a transfer set: the same batches (same generator, same
+    draws), with the teacher's answer instead of its probabilities. Where the two students end
+    level, the gain came from the teacher labelling more text, not from its soft targets.
+    """
+    teacher.eval()
+    device = next(teacher.parameters()).device
+
+    @torch.no_grad()
+    def labelled(generator):
+        batch = batch_fn(generator)
+        inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+        batch["labels"] = teacher(**inputs).logits.argmax(-1).cpu()  # [B]
+        return batch
+
+    return labelled
 
 
 class DistillationModel(nn.Module):

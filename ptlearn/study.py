@@ -36,7 +36,7 @@ import torch
 
 from . import data as D
 from .data.batching import encode_texts
-from .data.grammar import VERDICTS, make_grammar_corpus, make_rated_reviews
+from .data.grammar import VERDICTS, distinct, make_grammar_corpus, make_rated_reviews
 from .finetune import SequenceClassifier, count_parameters, pool
 from .metrics import majority_baseline
 from .models import BertConfig, BertModel
@@ -108,16 +108,6 @@ class StudyData:
     @property
     def n_texts(self) -> int:
         return len(self.reviews[0])
-
-
-def distinct(texts, labels, n: int) -> tuple[list[str], list[int]]:
-    """The first ``n`` distinct texts (with their labels)."""
-    seen: dict[str, int] = {}
-    for text, label in zip(texts, labels):
-        if len(seen) == n:
-            break
-        seen.setdefault(text, label)
-    return list(seen), list(seen.values())
 
 
 def load_study_data(config: StudyConfig) -> StudyData:

@@ -406,3 +406,16 @@ def test_grammar_documents():
         assert topic in doc[0]
         if len(doc) > 3:
             assert doc[1].startswith("first ") and doc[2].startswith("then ")
+
+
+def test_grammar_splits_hold_out_sentences_that_training_never_repeats():
+    """Two independent draws of the small generated language share most sentences; the splits
+    the chapters' offline fallbacks use must not (a test sentence seen in training tests memory)."""
+    from ptlearn.data import make_grammar_corpus, make_grammar_splits
+
+    (train_texts, train_labels), (test_texts, test_labels) = make_grammar_splits(24000, 500)
+    assert len(test_texts) == len(set(test_texts)) == 500
+    assert not set(train_texts) & set(test_texts)
+    assert len(train_texts) == len(train_labels) > 15000 and len(test_labels) == 500
+    leaky = set(make_grammar_corpus(22000, seed=1)[0])  # what the fallbacks did before
+    assert sum(t in leaky for t in make_grammar_corpus(500, seed=2)[0]) > 400

@@ -211,3 +211,43 @@ def test_chapter_10_bars_hold_on_every_measured_seed():
     students = ("labels alone", "soft targets", "transfer set")
     assert all(r["teacher"] >= max(r[s] for s in students) + gap for r in records)
     assert stored["summary"]["transfer set - labels alone"]["min"] == pytest.approx(min(gains))
+
+
+def test_every_other_layer_is_the_teacher_with_layers_0_2_4():
+    """DistilBERT's student: running it is running the teacher's embeddings and its layers
+    0, 2 and 4 in a row (nothing left random, nothing else copied)."""
+    from ptlearn.distill import every_other_layer
+    from ptlearn.models.bert import BertModel
+
+    torch.manual_seed(0)
+    teacher = BertModel(
+        BertConfig(vocab_size=50, d_model=16, n_layers=6, n_heads=2, d_ff=32, max_len=16)
+    ).eval()
+    student = every_other_layer(teacher).eval()
+    assert student.config.n_layers == 3 and student.config.d_model == 16
+    ids = torch.randint(0, 50, (2, 7))
+    with torch.no_grad():
+        x = teacher.embeddings(ids)
+        for i in (0, 2, 4):
+            x = teacher.encoder.layers[i](x)[0]
+        torch.testing.assert_close(student(ids).last_hidden_state, x)
+        assert not torch.allclose(x, teacher(ids).last_hidden_state)  # a real difference
+
+
+def test_pseudo_labelled_batches_are_the_same_draws_with_the_teachers_argmax():
+    from ptlearn.distill import pseudo_labelled
+
+    torch.manual_seed(0)
+    teacher = bert(16, 2).eval()
+    rows = torch.randint(1, V, (10, T))
+
+    def batch_fn(generator):
+        pick = torch.randint(0, 10, (4,), generator=generator)
+        return {"input_ids": rows[pick], "labels": torch.full((4,), -1)}
+
+    plain = batch_fn(torch.Generator().manual_seed(3))
+    labelled = pseudo_labelled(batch_fn, teacher)(torch.Generator().manual_seed(3))
+    assert torch.equal(labelled["input_ids"], plain["input_ids"])  # same draws
+    with torch.no_grad():
+        expected = teacher(input_ids=plain["input_ids"]).logits.argmax(-1)
+    assert torch.equal(labelled["labels"], expected) and labelled["labels"].min() >= 0

@@ -12,7 +12,12 @@
 """
 
 from .batching import DictDataset, LMDataset, collate, encode_texts, random_lm_batch
-from .grammar import make_grammar_corpus, make_grammar_documents, sentiment_label
+from .grammar import (
+    make_grammar_corpus,
+    make_grammar_documents,
+    make_grammar_splits,
+    sentiment_label,
+)
 from .images import DIGITS_CLASSES, load_digits
 from .sources import DataNotFoundError, dataset_dir, get_cache_dir
 from .synthetic import (
@@ -64,6 +69,7 @@ __all__ = [
     "load_sst2",
     "load_tinyshakespeare",
     "make_grammar_corpus",
+    "make_grammar_splits",
     "make_grammar_documents",
     "number_to_words",
     "number_words_task",

@@ -113,6 +113,32 @@ def make_grammar_corpus(
     return texts, [sentiment_label(t) for t in texts]
 
 
+def make_grammar_splits(
+    n_train: int, n_test: int, seed: int = 1
+) -> tuple[tuple[list[str], list[int]], tuple[list[str], list[int]]]:
+    """``(train, test)``, each ``(texts, labels)``: ``n_test`` distinct held-out sentences, and up
+    to ``n_train`` training rows (drawn like :func:`make_grammar_corpus`, repeats included) none of
+    which is a test sentence.
+
+    The language has only a few thousand distinct sentences, so two independent draws share most
+    of them (22,000 rows held 97.6% of another draw's 500 sentences): a model tested on such a draw is partly
+    tested on sentences it was trained on. Held-out sentences make the test measure the rule."""
+    test = distinct(*make_grammar_corpus(20 * n_test, seed=seed + 100), n_test)
+    held_out = set(test[0])
+    kept = [(t, y) for t, y in zip(*make_grammar_corpus(n_train, seed)) if t not in held_out]
+    return ([t for t, _ in kept], [y for _, y in kept]), test
+
+
+def distinct(texts: list[str], labels: list[int], n: int) -> tuple[list[str], list[int]]:
+    """The first ``n`` distinct texts (with their labels)."""
+    seen: dict[str, int] = {}
+    for text, label in zip(texts, labels):
+        if len(seen) == n:
+            break
+        seen.setdefault(text, label)
+    return list(seen), list(seen.values())
+
+
 def _document(rng: random.Random, min_sentences: int, max_sentences: int) -> list[str]:
     topic = rng.choice(sorted(TOPICS))
     opening, aspects = TOPICS[topic]
