@@ -327,7 +327,7 @@ def main() -> None:
     out = [
         "# Benchmark results",
         "",
-        "Regenerate everything with `bash benchmarks/run_all.sh` (about 70 minutes on an idle "
+        "Regenerate everything with `bash benchmarks/run_all.sh` (about 95 minutes on an idle "
         "2-core machine); it ends by running `python benchmarks/report.py`, which writes this "
         "file from `benchmarks/results/*.json`.",
         "",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate every figure in benchmarks/RESULTS.md (writes benchmarks/results/*.json and *.png).
 #
-#   bash benchmarks/run_all.sh            # everything: about 70 minutes on an idle 2-core machine
+#   bash benchmarks/run_all.sh            # everything: about 95 minutes on an idle 2-core machine
 #   QUICK=1 bash benchmarks/run_all.sh    # fewer repeats and shorter budgets: a smoke test
 #
 # Run it on an otherwise idle machine: every figure is a time, and other jobs on the same cores
