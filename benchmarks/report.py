@@ -223,8 +223,8 @@ def chapters_section() -> str:
                 row += [f"{c['seconds']:.0f}", f"{c['peak_mib']:.0f}" if c["peak_mib"] else ""]
         rows.append(row)
     notes = [
-        f"{titles[s](r[s])}: {r[s]['source']}, {r[s]['date']}, load average at the end "
-        f"{r[s]['load_average_at_end']}."
+        f"{titles[s](r[s])}: {r[s]['source']}, {r[s]['date']}"
+        + (f", load average at the end {avg}." if (avg := r[s]["load_average_at_end"]) else ".")
         for s in settings
     ]
     return "\n".join([table(header, rows), ""] + [f"- {n}" for n in notes])
