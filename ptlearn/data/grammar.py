@@ -121,8 +121,9 @@ def make_grammar_splits(
     which is a test sentence.
 
     The language has only a few thousand distinct sentences, so two independent draws share most
-    of them (22,000 rows held 97.6% of another draw's 500 sentences): a model tested on such a draw is partly
-    tested on sentences it was trained on. Held-out sentences make the test measure the rule."""
+    of them (22,000 rows held 97.6% of another draw's 500 sentences): a model tested on such a
+    draw is partly tested on sentences it was trained on. Held-out sentences make the test measure
+    the rule."""
     test = distinct(*make_grammar_corpus(20 * n_test, seed=seed + 100), n_test)
     held_out = set(test[0])
     kept = [(t, y) for t, y in zip(*make_grammar_corpus(n_train, seed)) if t not in held_out]
