@@ -51,14 +51,20 @@ from pathlib import Path
 import torch
 
 from ptlearn.data import (
-    DictDataset,
     LabeledTexts,
-    collate,
+    bucketed_batches,
     encode_texts,
+    eval_batches,
     load_sst2,
     make_grammar_splits,
+    sorted_by_length,
 )
-from ptlearn.distill import DistillationModel, every_other_layer, pseudo_labelled
+from ptlearn.distill import (
+    DistillationModel,
+    every_other_layer,
+    labelled_and_transfer,
+    pseudo_labelled,
+)
 from ptlearn.finetune import SequenceClassifier, apply_lora, merge_lora
 from ptlearn.models import BertConfig, BertForSequenceClassification, BertModel
 from ptlearn.tokenization import HFTokenizer
@@ -80,23 +86,6 @@ RUN = dict(
     student_lr=2e-3,
     temperature=2.0,
 )
-
-
-def sorted_by_length(**columns) -> DictDataset:
-    """A DictDataset of equal-length columns, sorted by the length of input_ids (shortest first)."""
-    ids = columns["input_ids"]
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    return DictDataset(**{name: [col[i] for i in order] for name, col in columns.items()})
-
-
-def bucketed_batches(dataset: DictDataset, batch_size: int, pad_id: int):
-    """A Trainer batch function: batch_size neighbours of a length-sorted dataset, at a random spot."""
-
-    def batch_fn(generator):
-        start = int(torch.randint(len(dataset) - batch_size + 1, (), generator=generator))
-        return collate([dataset[i] for i in range(start, start + batch_size)], pad_id=pad_id)
-
-    return batch_fn
 
 
 def train_classifier(model, batch_fn, steps: int, lr: float, seed: int) -> float:
@@ -153,29 +142,21 @@ def splits(data: str):
 
 
 def load_data(tokenizer):
+    """The chapter's split: labelled rows, the transfer set (text only) and the validation batches."""
     train_split, val_split = splits(RUN["data"])
-    order = torch.randperm(len(train_split), generator=torch.Generator().manual_seed(0)).tolist()
-    labeled_rows = order[: RUN["n_labeled"]]
-    transfer_rows = order[RUN["n_labeled"] : RUN["n_labeled"] + RUN["n_transfer"]]
-    labeled_ids = encode_texts(
-        tokenizer, [train_split.texts[i] for i in labeled_rows], RUN["max_len"]
+    # the generated reviews' training split has 19,795 rows: there the transfer set takes them all
+    n_transfer = min(RUN["n_transfer"], len(train_split.texts) - RUN["n_labeled"])
+    train, unlabeled, _ = labelled_and_transfer(
+        train_split.texts,
+        train_split.labels,
+        RUN["n_labeled"],
+        n_transfer,
+        tokenizer,
+        RUN["max_len"],
     )
-    transfer_ids = encode_texts(
-        tokenizer, [train_split.texts[i] for i in transfer_rows], RUN["max_len"]
-    )
-    train = sorted_by_length(
-        input_ids=labeled_ids, labels=[train_split.labels[i] for i in labeled_rows]
-    )
-    unlabeled = sorted_by_length(input_ids=labeled_ids + transfer_ids)
-    val = sorted_by_length(
-        input_ids=encode_texts(tokenizer, val_split.texts, RUN["eval_max_len"]),
-        labels=val_split.labels,
-    )
-    batches = [
-        collate([val[i] for i in range(s, min(s + 64, len(val)))], pad_id=tokenizer.pad_id)
-        for s in range(0, len(val), 64)
-    ]
-    return train, unlabeled, batches
+    val_ids = encode_texts(tokenizer, val_split.texts, RUN["eval_max_len"])
+    val = sorted_by_length(input_ids=val_ids, labels=val_split.labels)
+    return train, unlabeled, eval_batches(val, pad_id=tokenizer.pad_id)
 
 
 def one_seed(seed: int, weights_dir: Path, tokenizer, train, unlabeled, batches) -> dict:

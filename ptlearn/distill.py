@@ -26,11 +26,13 @@ import statistics
 import tempfile
 import time
 import warnings
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data.batching import DictDataset, encode_texts, sorted_by_length
 from .finetune import freeze, replace_modules
 from .outputs import ModelOutput
 
@@ -140,6 +142,47 @@ def every_other_layer(encoder: nn.Module) -> nn.Module:
         weights[name] = value
     student.load_state_dict(weights)  # strict: every student weight comes from the encoder
     return student
+
+
+class TransferSplit(NamedTuple):
+    """What :func:`labelled_and_transfer` returns."""
+
+    labelled: DictDataset  # input_ids and labels, sorted by length
+    transfer: DictDataset  # input_ids only: the labelled rows' text and the text-only rows
+    labelled_rows: list[int]  # the rows of ``texts`` that kept their labels (for a text baseline)
+
+
+def labelled_and_transfer(
+    texts: list[str],
+    labels: list[int],
+    n_labeled: int,
+    n_transfer: int,
+    tokenizer,
+    max_len: int,
+    seed: int = 0,
+) -> TransferSplit:
+    """Split training rows as distillation with few labels uses them: shuffle them (``seed``), keep
+    the labels of the first ``n_labeled`` and only the text of the next ``n_transfer``.
+
+    Both datasets hold ``[CLS] text [SEP]`` ids cut at ``max_len``, sorted by length
+    (:func:`ptlearn.data.sorted_by_length`). The transfer set (Hinton et al.'s, which the teacher
+    labels) has the labelled rows' text too, and no label at all.
+    """
+    if len(texts) != len(labels):
+        raise ValueError(f"labelled_and_transfer: {len(texts)} texts but {len(labels)} labels.")
+    if n_labeled < 1 or n_transfer < 0 or n_labeled + n_transfer > len(texts):
+        raise ValueError(
+            f"labelled_and_transfer: {n_labeled} labelled + {n_transfer} text-only rows do not fit "
+            f"in the {len(texts)} rows given (need n_labeled >= 1, n_transfer >= 0)."
+        )
+    order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(seed)).tolist()
+    labelled_rows, text_rows = order[:n_labeled], order[n_labeled : n_labeled + n_transfer]
+    labelled_ids = encode_texts(tokenizer, [texts[i] for i in labelled_rows], max_len)
+    text_ids = encode_texts(tokenizer, [texts[i] for i in text_rows], max_len)
+    labelled = sorted_by_length(input_ids=labelled_ids, labels=[labels[i] for i in labelled_rows])
+    return TransferSplit(
+        labelled, sorted_by_length(input_ids=labelled_ids + text_ids), labelled_rows
+    )
 
 
 def pseudo_labelled(batch_fn, teacher: nn.Module):

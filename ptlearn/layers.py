@@ -50,24 +50,16 @@ def activation_layer(name: str) -> nn.Module:
 
 class FeedForward(nn.Module):
     """FFN(x) = W_2 act(W_1 x + b_1) + b_2, applied to every position independently:
-    ``[B, T, C] -> [B, T, d_ff] -> [B, T, C]``."""
+    ``[B, T, C] -> [B, T, d_ff] -> [B, T, C]``. No dropout here: the block drops its output."""
 
-    def __init__(
-        self,
-        d_model: int,
-        d_ff: int,
-        activation: str = "gelu",
-        dropout: float = 0.0,
-        bias: bool = True,
-    ):
+    def __init__(self, d_model: int, d_ff: int, activation: str = "gelu", bias: bool = True):
         super().__init__()
         self.fc_in = nn.Linear(d_model, d_ff, bias=bias)
         self.act = activation_layer(activation)
         self.fc_out = nn.Linear(d_ff, d_model, bias=bias)
-        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.dropout(self.fc_out(self.act(self.fc_in(x))))
+        return self.fc_out(self.act(self.fc_in(x)))
 
 
 class GatedFeedForward(nn.Module):
@@ -80,23 +72,15 @@ class GatedFeedForward(nn.Module):
     W_gate and W_up are stacked into one ``fc_in`` ``[2 d_ff, C]`` (one matmul, like ``qkv_proj``).
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        d_ff: int,
-        activation: str = "silu",
-        dropout: float = 0.0,
-        bias: bool = True,
-    ):
+    def __init__(self, d_model: int, d_ff: int, activation: str = "silu", bias: bool = True):
         super().__init__()
         self.fc_in = nn.Linear(d_model, 2 * d_ff, bias=bias)  # [W_gate; W_up]
         self.act = activation_layer(activation)
         self.fc_out = nn.Linear(d_ff, d_model, bias=bias)
-        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         gate, up = self.fc_in(x).chunk(2, dim=-1)  # 2 x [B, T, d_ff]
-        return self.dropout(self.fc_out(self.act(gate) * up))
+        return self.fc_out(self.act(gate) * up)
 
 
 class TransformerBlock(nn.Module):
@@ -106,7 +90,8 @@ class TransformerBlock(nn.Module):
     cross-layer parameter sharing); by default each block builds its own. The modern options of
     chapter 12: ``norm`` ("layernorm" or "rmsnorm"), ``bias=False`` (no bias in any linear layer or
     norm), ``rotary`` (rotary positions in self-attention), ``qk_norm`` and ``gated`` (a GLU
-    feed-forward, :class:`GatedFeedForward`).
+    feed-forward, :class:`GatedFeedForward`). Dropout is applied once to each sublayer's output,
+    before it is added to the residual (Vaswani et al. 2017, section 5.4; BERT and GPT-2 do the same).
     """
 
     def __init__(
@@ -136,7 +121,7 @@ class TransformerBlock(nn.Module):
         self.cross_attn = MultiHeadAttention(d_model, n_heads, dropout) if cross_attention else None
         self.norm_cross = nn.LayerNorm(d_model, eps=norm_eps) if cross_attention else None
         mlp = GatedFeedForward if gated else FeedForward
-        self.ffn = ffn or mlp(d_model, d_ff, activation, dropout, bias)
+        self.ffn = ffn or mlp(d_model, d_ff, activation, bias)
         self.norm_ffn = make_norm(norm, d_model, norm_eps, bias)
         self.dropout = nn.Dropout(dropout)
 

@@ -419,3 +419,47 @@ def test_grammar_splits_hold_out_sentences_that_training_never_repeats():
     assert len(train_texts) == len(train_labels) > 15000 and len(test_labels) == 500
     leaky = set(make_grammar_corpus(22000, seed=1)[0])  # what the fallbacks did before
     assert sum(t in leaky for t in make_grammar_corpus(500, seed=2)[0]) > 400
+
+
+def test_sorted_by_length_keeps_rows_together_shortest_first():
+    from ptlearn.data import sorted_by_length
+
+    data = sorted_by_length(input_ids=[[1, 2, 3], [4], [5, 6]], labels=[0, 1, 2])
+    assert [data[i]["input_ids"] for i in range(3)] == [[4], [5, 6], [1, 2, 3]]
+    assert [data[i]["labels"] for i in range(3)] == [1, 2, 0]  # each label moved with its row
+    with pytest.raises(ValueError, match="input_ids"):
+        sorted_by_length(labels=[0, 1])
+    with pytest.raises(ValueError, match="one common length"):
+        sorted_by_length(input_ids=[[1], [2]], labels=[0])
+
+
+def test_bucketed_batches_take_neighbours_and_pad_little_compared_with_random_batches():
+    from ptlearn.data import bucketed_batches, sorted_by_length
+
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 40, (500,), generator=g).tolist()
+    ids = [[7] * n for n in lengths]
+    data = sorted_by_length(input_ids=ids, labels=list(range(500)))
+    batch = bucketed_batches(data, 16, pad_id=0)(torch.Generator().manual_seed(1))
+    assert batch["input_ids"].shape[0] == 16 and batch["labels"].shape == (16,)
+    real = batch["attention_mask"].sum(1)  # [B] the lengths of the rows in the batch
+    assert real.max() - real.min() <= 3  # neighbours in the sorted order: nearly one length
+    assert torch.all(batch["input_ids"][batch["attention_mask"] == 0] == 0)  # padded with pad_id
+    shuffled = collate([{"input_ids": ids[i]} for i in range(16)])
+    assert batch["attention_mask"].float().mean() > shuffled["attention_mask"].float().mean()
+    with pytest.raises(ValueError, match="exceeds the 500 rows"):
+        bucketed_batches(data, 501)
+
+
+def test_eval_batches_cover_every_row_once_in_order():
+    from ptlearn.data import eval_batches, sorted_by_length
+
+    data = sorted_by_length(
+        input_ids=[[5] * (i % 7 + 1) for i in range(10)], labels=list(range(10))
+    )
+    batches = eval_batches(data, batch_size=4, pad_id=9)
+    assert [len(b["labels"]) for b in batches] == [4, 4, 2]
+    assert torch.cat([b["labels"] for b in batches]).tolist() == [
+        data[i]["labels"] for i in range(10)
+    ]
+    assert all((b["input_ids"][b["attention_mask"] == 0] == 9).all() for b in batches)

@@ -251,3 +251,43 @@ def test_pseudo_labelled_batches_are_the_same_draws_with_the_teachers_argmax():
     with torch.no_grad():
         expected = teacher(input_ids=plain["input_ids"]).logits.argmax(-1)
     assert torch.equal(labelled["labels"], expected) and labelled["labels"].min() >= 0
+
+
+class _WordTokenizer:
+    """Ids from word lengths: enough to check the split without a real vocabulary."""
+
+    sep_id = 3
+
+    def encode(self, text):
+        return [2, *(10 + len(w) for w in text.split()), 3]
+
+
+def test_labelled_and_transfer_split_the_rows_without_overlap_or_labels_in_the_transfer_set():
+    from ptlearn.distill import labelled_and_transfer
+
+    # row i's first id is 11 + i, so every row can be traced back
+    texts = [" ".join(["w" * (1 + i)] * (1 + i % 9)) for i in range(100)]
+    labels = [i % 2 for i in range(100)]
+    labelled, transfer, rows = labelled_and_transfer(
+        texts, labels, 10, 30, _WordTokenizer(), max_len=6
+    )
+    assert len(labelled) == 10
+    assert len(transfer) == 40  # the transfer set holds the labelled rows' text too
+    assert set(transfer.columns) == {"input_ids"}  # text only: no label reaches the student
+    lengths = [len(transfer[i]["input_ids"]) for i in range(40)]
+    assert lengths == sorted(lengths) and max(lengths) <= 6  # sorted by length, cut at max_len
+    assert all(transfer[i]["input_ids"][-1] == 3 for i in range(40))  # cut rows end in [SEP]
+    labelled_rows = [labelled[i]["input_ids"][1] - 11 for i in range(10)]
+    assert all(labelled[i]["labels"] == labels[row] for i, row in enumerate(labelled_rows))
+    assert sorted(rows) == sorted(labelled_rows)  # the rows it reports are the ones it labelled
+    transfer_rows = {transfer[i]["input_ids"][1] - 11 for i in range(40)}
+    assert len(transfer_rows) == 40  # no row twice
+    assert set(labelled_rows) <= transfer_rows
+    again, _, _ = labelled_and_transfer(texts, labels, 10, 30, _WordTokenizer(), max_len=6)
+    assert [again[i] for i in range(10)] == [labelled[i] for i in range(10)]  # seeded
+    other, _, _ = labelled_and_transfer(texts, labels, 10, 30, _WordTokenizer(), max_len=6, seed=1)
+    assert [other[i] for i in range(10)] != [labelled[i] for i in range(10)]
+    with pytest.raises(ValueError, match="do not fit in the 100 rows"):
+        labelled_and_transfer(texts, labels, 80, 30, _WordTokenizer(), max_len=6)
+    with pytest.raises(ValueError, match="99 labels"):
+        labelled_and_transfer(texts, labels[:99], 10, 30, _WordTokenizer(), max_len=6)

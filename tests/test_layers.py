@@ -38,6 +38,25 @@ def test_pre_norm_block_equals_its_definition():
     torch.testing.assert_close(block(x, causal=True)[0], expected)
 
 
+@pytest.mark.parametrize("gated", [False, True])
+def test_training_drops_the_feed_forward_output_once(gated):
+    """BERT and GPT-2 drop each sublayer's output once before the residual add. With the attention
+    silenced, x_out - x is dropout(ffn(LN(x))): a share p of zeros and the rest scaled by 1/(1-p).
+    Dropping twice (in the FFN and again in the block) would zero 1 - (1-p)^2 = 75% at p = 0.5."""
+    torch.manual_seed(0)
+    p = 0.5
+    block = TransformerBlock(32, 4, 64, dropout=p, norm_first=True, gated=gated).train()
+    with torch.no_grad():
+        block.attn.out_proj.weight.zero_()
+        block.attn.out_proj.bias.zero_()
+    x = torch.randn(8, 16, 32)
+    delta = block(x)[0] - x  # [B, T, C]: the dropped feed-forward output
+    ffn_out = block.ffn(block.norm_ffn(x))
+    kept = delta != 0
+    assert abs((~kept).float().mean().item() - p) < 0.03
+    torch.testing.assert_close(delta[kept], ffn_out[kept] / (1 - p))
+
+
 def test_cross_attention_block_returns_cross_weights():
     block = TransformerBlock(16, 2, 32, cross_attention=True)
     x, ctx = torch.randn(2, 4, 16), torch.randn(2, 6, 16)

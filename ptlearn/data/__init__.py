@@ -5,13 +5,22 @@
 - :mod:`.synthetic`: copy, reverse, sort, addition, number-to-words, associative recall;
 - :mod:`.grammar`: generated review sentences where negation flips the sentiment;
 - :mod:`.images`: scikit-learn's 8x8 digits as image tensors;
-- :mod:`.batching`: language-model windows, a dict dataset, a padding ``collate`` and
-  ``encode_texts`` (truncating ``[CLS] text [SEP]``);
+- :mod:`.batching`: language-model windows, a dict dataset, a padding ``collate``,
+  ``encode_texts`` (truncating ``[CLS] text [SEP]``) and length-bucketed batches;
 - :mod:`.batches`: the Trainer's batch functions for each pretraining objective;
 - :mod:`.corpora`: the texts ``ptlearn train``/``finetune`` read, by name.
 """
 
-from .batching import DictDataset, LMDataset, collate, encode_texts, random_lm_batch
+from .batching import (
+    DictDataset,
+    LMDataset,
+    bucketed_batches,
+    collate,
+    encode_texts,
+    eval_batches,
+    random_lm_batch,
+    sorted_by_length,
+)
 from .grammar import (
     make_grammar_corpus,
     make_grammar_documents,
@@ -59,8 +68,10 @@ __all__ = [
     "Vocab",
     "addition_task",
     "associative_recall",
+    "bucketed_batches",
     "collate",
     "encode_texts",
+    "eval_batches",
     "copy_task",
     "dataset_dir",
     "get_cache_dir",
@@ -76,6 +87,7 @@ __all__ = [
     "random_lm_batch",
     "reverse_task",
     "sentiment_label",
+    "sorted_by_length",
     "sort_task",
     "train_val_split",
 ]

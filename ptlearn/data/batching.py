@@ -18,7 +18,15 @@ from torch.nn.utils.rnn import pad_sequence
 
 Tensor = torch.Tensor
 
-__all__ = ["DictDataset", "LMDataset", "collate", "random_lm_batch"]
+__all__ = [
+    "DictDataset",
+    "LMDataset",
+    "bucketed_batches",
+    "collate",
+    "eval_batches",
+    "random_lm_batch",
+    "sorted_by_length",
+]
 
 # padding value per key: token ids -> the tokenizer's pad id; labels -> -100 (ignored by the loss)
 _PAD_VALUES = {"labels": -100, "token_type_ids": 0, "attention_mask": 0}
@@ -133,3 +141,43 @@ def encode_texts(tokenizer, texts, max_len: int) -> list[list[int]]:
     sequence still ends with ``[SEP]``, so the model always sees where the text stops."""
     rows = [tokenizer.encode(text) for text in texts]
     return [ids if len(ids) <= max_len else ids[: max_len - 1] + [tokenizer.sep_id] for ids in rows]
+
+
+def sorted_by_length(**columns: Sequence) -> DictDataset:
+    """A :class:`DictDataset` of these columns with its rows sorted by the length of ``input_ids``
+    (shortest first), so that neighbours need almost no padding when they share a batch."""
+    if "input_ids" not in columns:
+        raise ValueError(f"sorted_by_length sorts by input_ids; the columns are {sorted(columns)}.")
+    ids = columns["input_ids"]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    data = DictDataset(**columns)  # checks the columns have one common length
+    return DictDataset(**{name: [col[i] for i in order] for name, col in data.columns.items()})
+
+
+def bucketed_batches(dataset: DictDataset, batch_size: int, pad_id: int = 0):
+    """A :class:`~ptlearn.Trainer` batch function over a length-sorted dataset: each call takes
+    ``batch_size`` neighbours from a random start, so a batch holds texts of about one length.
+
+    Random batches of short texts are mostly padding (chapter 09 measures it), and every padded
+    position costs as much compute as a real one. The rows nearest the two ends are drawn a little
+    less often than the others; over a run the data still mixes well."""
+    if batch_size > len(dataset):
+        raise ValueError(
+            f"bucketed_batches: batch_size {batch_size} exceeds the {len(dataset)} rows."
+        )
+
+    def batch_fn(generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        start = int(torch.randint(len(dataset) - batch_size + 1, (), generator=generator))
+        return collate([dataset[i] for i in range(start, start + batch_size)], pad_id=pad_id)
+
+    return batch_fn
+
+
+def eval_batches(dataset: DictDataset, batch_size: int = 64, pad_id: int = 0) -> list[dict]:
+    """Every row of ``dataset`` once, in order, as padded batches of ``batch_size`` (the last one
+    smaller): for evaluation, where each example must count exactly once."""
+    rows = range(len(dataset))
+    return [
+        collate([dataset[i] for i in rows[s : s + batch_size]], pad_id=pad_id)
+        for s in range(0, len(dataset), batch_size)
+    ]
