@@ -26,27 +26,11 @@ import time
 from pathlib import Path
 
 import torch
+from notebook_cells import run_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "09_finetuning.ipynb"
 LAST_CELL = "def fine_tune("  # execute the notebook up to the cell that defines this
-
-
-def chapter_namespace() -> dict:
-    """The notebook's globals after its code cells up to the one defining ``fine_tune``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    cells = json.loads(NOTEBOOK.read_text())["cells"]
-    namespace: dict = {"__name__": "chapter09"}
-    for index, cell in enumerate(cells):
-        source = "".join(cell["source"])
-        if cell["cell_type"] != "code" or "%pip" in source:
-            continue
-        exec(compile(source, f"{NOTEBOOK.name}, cell {index}", "exec"), namespace)
-        if LAST_CELL in source:
-            return namespace
-    raise RuntimeError(f"{NOTEBOOK.name} has no cell with {LAST_CELL!r}")
 
 
 def spread(values: list[float]) -> dict:
@@ -65,7 +49,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/finetune_seeds.json")
     args = parser.parse_args()
 
-    ns = chapter_namespace()
+    ns, _ = run_cells(NOTEBOOK, LAST_CELL, include_marker=True)
     if ns["fallback_data"]:
         raise SystemExit(
             f"SST-2 not found (the notebook fell back to {ns['fallback_data']}): set PTLEARN_DATA_DIR"

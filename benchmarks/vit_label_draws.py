@@ -19,6 +19,8 @@ import json
 import statistics
 from pathlib import Path
 
+from notebook_cells import run_cells
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "07_vit.ipynb"
 SECTION_7 = "few_label = {}"  # the cell that trains the few-label classifiers
@@ -33,20 +35,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    cells = [c for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
-    namespace: dict = {"__name__": "chapter07"}
-    for index, cell in enumerate(cells):
-        source = "".join(cell["source"])
-        if "%pip" in source:
-            continue
-        if SECTION_7 in source:
-            break
-        exec(compile(source, f"{NOTEBOOK.name}, code cell {index}", "exec"), namespace)
-    else:
-        raise RuntimeError(f"{NOTEBOOK.name} has no cell with {SECTION_7!r}")
+    namespace, source = run_cells(NOTEBOOK, SECTION_7, include_marker=False)
     if DRAW not in source:
         raise RuntimeError(f"section 7 of {NOTEBOOK.name} no longer draws its labels with {DRAW!r}")
 
